@@ -1,0 +1,88 @@
+"""Our settings, read lazily from ``django.conf.settings`` with documented defaults.
+
+``esi_settings.SSO_TOKEN_URL`` reads ``ESI_SSO_TOKEN_URL``; values are cached and the
+cache is dropped on Django's ``setting_changed`` signal, so ``override_settings`` works.
+Every name here is listed in docs/settings.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+PREFIX = "ESI_"
+EVE_SSO_BASE_URL = "https://login.eveonline.com"
+
+DEFAULTS: dict[str, Any] = {
+    "SSO_CLIENT_ID": "",
+    "SSO_CLIENT_SECRET": "",
+    "SSO_CALLBACK_URL": "",
+    "USER_CONTACT_EMAIL": "",
+    # One base URL moves every endpoint (how the fake SSO takes over); each
+    # endpoint can still be set on its own.
+    "SSO_BASE_URL": EVE_SSO_BASE_URL,
+    "SSO_AUTHORIZE_URL": None,
+    "SSO_TOKEN_URL": None,
+    "SSO_REVOKE_URL": None,
+    "SSO_JWKS_URL": None,
+    "SSO_ISSUERS": None,
+    # (connect, read) seconds for every request to the SSO.
+    "SSO_TIMEOUT": (5.0, 15.0),
+    "SSO_MAX_RETRIES": 3,
+    "SSO_BACKOFF_FACTOR": 0.25,
+    # A Retry-After longer than this is not waited for in-process: the call fails
+    # as transient and carries the server's Retry-After for the caller to honour.
+    "SSO_MAX_RETRY_AFTER": 10.0,
+    "JWT_LEEWAY": 5,
+    "JWKS_CACHE_ALIAS": "default",
+    "JWKS_DEFAULT_TTL": 300,
+    "JWKS_REFETCH_INTERVAL": 60,
+}
+
+_ENDPOINT_PATHS = {
+    "SSO_AUTHORIZE_URL": "/v2/oauth/authorize",
+    "SSO_TOKEN_URL": "/v2/oauth/token",
+    "SSO_REVOKE_URL": "/v2/oauth/revoke",
+    "SSO_JWKS_URL": "/oauth/jwks",
+}
+
+
+class EsiSettings:
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(f"Unknown esi_views setting {PREFIX}{name}")
+        if name not in self._cache:
+            self._cache[name] = self._resolve(name)
+        return self._cache[name]
+
+    def _resolve(self, name: str) -> Any:
+        value = getattr(settings, PREFIX + name, DEFAULTS[name])
+        if value is None and name in _ENDPOINT_PATHS:
+            return self.SSO_BASE_URL.rstrip("/") + _ENDPOINT_PATHS[name]
+        if value is None and name == "SSO_ISSUERS":
+            # EVE writes its issuer both with and without the scheme.
+            base = self.SSO_BASE_URL.rstrip("/")
+            return frozenset({base, urlsplit(base).netloc})
+        if name == "SSO_ISSUERS":
+            return frozenset(value)
+        return value
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+esi_settings = EsiSettings()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(PREFIX):
+        esi_settings.reload()
+
+
+setting_changed.connect(_on_setting_changed)

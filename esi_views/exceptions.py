@@ -1,0 +1,119 @@
+"""Every error this package raises about the SSO, in three families callers act on.
+
+- ``TokenDeadError``: the token can never be used again (delete it).
+- ``SSOTransientError``: try again later; keep the token. May carry ``retry_after``.
+- ``SSOConfigurationError``: our side is set up wrongly (also ``ImproperlyConfigured``).
+
+``SSORejectedError`` is the rare rest: the SSO refused the request for a reason that
+is neither of those (e.g. ``invalid_scope``); keep the token and log it.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class EsiError(Exception):
+    """Base class of everything this package raises on purpose."""
+
+
+class SSOError(EsiError):
+    """Talking to the EVE SSO failed. ``error`` is the OAuth error code when the SSO sent one."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        error: str | None = None,
+        description: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.error = error
+        self.description = description
+        self.status = status
+        super().__init__(message or description or error or self.__class__.__doc__)
+
+
+# -- token dead: delete it ----------------------------------------------------------
+
+
+class TokenDeadError(SSOError):
+    """The token can never be refreshed or used again."""
+
+
+class InvalidGrantError(TokenDeadError):
+    """The SSO answered ``invalid_grant``: the code or refresh token is revoked, used or expired."""
+
+
+class InvalidTokenError(TokenDeadError):
+    """The SSO answered ``invalid_token``."""
+
+
+class OwnerChangedError(TokenDeadError):
+    """The character's owner hash changed: the character was sold or transferred."""
+
+    def __init__(self, message: str = "", *, old_owner_hash: str, new_owner_hash: str) -> None:
+        self.old_owner_hash = old_owner_hash
+        self.new_owner_hash = new_owner_hash
+        super().__init__(message or "The character's owner hash changed.")
+
+
+# -- transient: keep the token, try later ----------------------------------------------
+
+
+class SSOTransientError(SSOError):
+    """The SSO could not answer now. ``retry_after`` (seconds) is set when the SSO said when."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class SSOUnreachableError(SSOTransientError):
+    """No connection to the SSO could be made."""
+
+
+class SSOTimeoutError(SSOTransientError):
+    """The SSO did not answer in time."""
+
+
+class SSOServerError(SSOTransientError):
+    """The SSO answered with a 5xx status."""
+
+
+class SSORateLimitedError(SSOTransientError):
+    """The SSO answered 429 Too Many Requests."""
+
+
+class SSOMalformedResponseError(SSOTransientError):
+    """The SSO's answer was not what the protocol promises (bad JSON, missing fields)."""
+
+
+class InvalidJWTError(SSOMalformedResponseError):
+    """An access token failed verification. ``reason`` names the rule it broke."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        self.reason = reason
+        super().__init__(message or f"Access token rejected: {reason}.")
+
+
+# -- configuration: fix the settings ---------------------------------------------------
+
+
+class SSOConfigurationError(SSOError, ImproperlyConfigured):
+    """Our SSO application settings are wrong or missing."""
+
+
+class InvalidClientError(SSOConfigurationError):
+    """The SSO rejected our client id or secret (``invalid_client``)."""
+
+
+class MissingSettingError(SSOConfigurationError):
+    """A required ``ESI_*`` setting is not set."""
+
+
+# -- the rest ---------------------------------------------------------------------------
+
+
+class SSORejectedError(SSOError):
+    """The SSO refused the request for a reason outside the three families."""

@@ -58,6 +58,12 @@ class OwnerChangedError(TokenDeadError):
         super().__init__(message or "The character's owner hash changed.")
 
 
+DEAD_TOKEN_ERRORS: dict[str, type[TokenDeadError]] = {
+    "invalid_grant": InvalidGrantError,
+    "invalid_token": InvalidTokenError,
+}
+
+
 # -- transient: keep the token, try later ----------------------------------------------
 
 

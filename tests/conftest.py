@@ -24,6 +24,11 @@ def pytest_report_header(config):
     return [f"esi-views database: {database}", f"esi-views redis: {redis}"]
 
 
+def pytest_terminal_summary(terminalreporter):
+    database, redis = _backends()
+    terminalreporter.write_line(f"esi-views backends: database {database}; redis {redis}")
+
+
 def _check_services() -> list[str]:
     problems = []
     if not settings.DATABASE_URL:

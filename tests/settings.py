@@ -79,7 +79,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": "redis://fakeredis.invalid:6379/0",
-            "OPTIONS": {"connection_class": __import__("fakeredis").FakeConnection},
+            "OPTIONS": {"connection_class": __import__("fakeredis").FakeRedisConnection},
         }
     }
 

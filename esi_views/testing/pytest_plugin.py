@@ -1,0 +1,51 @@
+"""pytest fixtures for code that uses esi_views; loaded automatically when installed.
+
+``fake_sso`` gives each test a running fake EVE SSO (real HTTP on 127.0.0.1) with
+Django's settings pointed at it and the JWKS cache empty. See docs/testing.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .fake_sso import FakeEveSSO
+
+DEFAULT_CALLBACK_URL = "http://testserver/esi/callback/"
+
+
+def _callback_url() -> str:
+    # Where Django's test client will be sent back to: our callback view if the
+    # project mounts esi_views.urls, else the conventional path.
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return "http://testserver" + reverse("esi_views:callback")
+    except NoReverseMatch:
+        return DEFAULT_CALLBACK_URL
+
+
+@pytest.fixture(scope="session")
+def fake_sso_server() -> Iterator[FakeEveSSO]:
+    """One fake EVE SSO for the whole session; prefer the ``fake_sso`` fixture."""
+    from .fake_sso import FakeEveSSO
+
+    with FakeEveSSO(callback_url=_callback_url()) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_sso(fake_sso_server: FakeEveSSO, settings) -> Iterator[FakeEveSSO]:
+    """The fake EVE SSO, reset for this test, with ESI_SSO_* settings pointing at it."""
+    from esi_views.jwks import clear_jwks_cache
+
+    fake_sso_server.reset()
+    for name, value in fake_sso_server.settings().items():
+        setattr(settings, name, value)
+    clear_jwks_cache()
+    yield fake_sso_server
+    clear_jwks_cache()
+    fake_sso_server.reset()

@@ -1,0 +1,210 @@
+"""HTTP sessions for talking to the EVE SSO: timeouts, retries, User-Agent.
+
+Two retry policies, because retrying is only safe when a repeat cannot do harm:
+
+- ``IDEMPOTENT`` (JWKS, revoke, refresh): retried on connection errors and on
+  429/502/503/504, honouring ``Retry-After`` up to ``ESI_SSO_MAX_RETRY_AFTER``.
+  Read timeouts are retried only for GETs: a refresh that may have reached the SSO
+  could have rotated the refresh token, and repeating it would look like a dead token.
+- ``ONCE`` (code exchange): a code is single use, so it is retried only when the
+  connection was never made (the request cannot have reached the server).
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import Enum
+
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as urllib3_timeout
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .conf import esi_settings
+from .exceptions import (
+    DEAD_TOKEN_ERRORS,
+    InvalidClientError,
+    MissingSettingError,
+    SSOError,
+    SSOMalformedResponseError,
+    SSORateLimitedError,
+    SSORejectedError,
+    SSOServerError,
+    SSOTimeoutError,
+    SSOTransientError,
+    SSOUnreachableError,
+)
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+class RetryPolicy(Enum):
+    IDEMPOTENT = "idempotent"
+    ONCE = "once"
+
+
+class _CappedRetry(Retry):
+    """A urllib3 Retry that gives up instead of sleeping through a long Retry-After.
+
+    The response is then handed back as it is, so the caller can raise a transient
+    error that carries the server's Retry-After.
+    """
+
+    max_retry_after: float = 10.0
+
+    def new(self, **kw):
+        retry = super().new(**kw)
+        retry.max_retry_after = self.max_retry_after
+        return retry
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
+                  _stacktrace=None):
+        if error is not None and self._is_read_error(error) and (method or "").upper() != "GET":
+            # The request was sent: a POST may already have been acted on.
+            raise MaxRetryError(_pool, url, error) from error
+        if response is not None:
+            retry_after = self.get_retry_after(response)
+            if retry_after is not None and retry_after > self.max_retry_after:
+                raise MaxRetryError(_pool, url, "Retry-After longer than we wait in-process")
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _retry(policy: RetryPolicy) -> Retry:
+    attempts = int(esi_settings.SSO_MAX_RETRIES)
+    common = {
+        "total": attempts,
+        "connect": attempts,
+        "backoff_factor": float(esi_settings.SSO_BACKOFF_FACTOR),
+        "raise_on_status": False,
+        "raise_on_redirect": False,
+        "redirect": 0,
+    }
+    if policy is RetryPolicy.ONCE:
+        retry = _CappedRetry(read=0, status=0, other=0, **common)
+    else:
+        retry = _CappedRetry(
+            read=attempts,
+            status=attempts,
+            other=0,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "POST"}),
+            respect_retry_after_header=True,
+            **common,
+        )
+    retry.max_retry_after = float(esi_settings.SSO_MAX_RETRY_AFTER)
+    return retry
+
+
+def user_agent() -> str:
+    contact = esi_settings.USER_CONTACT_EMAIL or "no contact set"
+    return f"django-esi-views/{__version__} ({contact}; +https://pypi.org/project/django-esi-views/)"
+
+
+def _build_session(policy: RetryPolicy) -> OAuth2Session:
+    for name in ("SSO_CLIENT_ID", "SSO_CLIENT_SECRET"):
+        if not getattr(esi_settings, name):
+            raise MissingSettingError(f"ESI_{name} is not set; see docs/settings.md.")
+    session = OAuth2Session(
+        client_id=esi_settings.SSO_CLIENT_ID,
+        client_secret=esi_settings.SSO_CLIENT_SECRET,
+        token_endpoint_auth_method="client_secret_basic",  # noqa: S106 (a method name)
+        revocation_endpoint_auth_method="client_secret_basic",
+        redirect_uri=esi_settings.SSO_CALLBACK_URL or None,
+        code_challenge_method="S256",
+        default_timeout=tuple(esi_settings.SSO_TIMEOUT),
+    )
+    session.headers["User-Agent"] = user_agent()
+    adapter = HTTPAdapter(max_retries=_retry(policy), pool_maxsize=32)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+_local = threading.local()
+
+
+def get_session(policy: RetryPolicy) -> OAuth2Session:
+    """A keep-alive session per thread and policy, rebuilt when our settings change.
+
+    requests.Session is not documented as thread-safe, hence one per thread; reusing
+    it keeps connections alive across many refreshes.
+    """
+    key = (
+        policy,
+        esi_settings.SSO_CLIENT_ID,
+        esi_settings.SSO_CLIENT_SECRET,
+        esi_settings.SSO_CALLBACK_URL,
+        tuple(esi_settings.SSO_TIMEOUT),
+        esi_settings.SSO_MAX_RETRIES,
+        esi_settings.SSO_BACKOFF_FACTOR,
+        esi_settings.SSO_MAX_RETRY_AFTER,
+        esi_settings.USER_CONTACT_EMAIL,
+    )
+    sessions: dict = _local.__dict__.setdefault("sessions", {})
+    session = sessions.get(key)
+    if session is None:
+        for stale_key in [k for k in sessions if k[0] is policy]:
+            sessions.pop(stale_key).close()
+        session = sessions[key] = _build_session(policy)
+    return session
+
+
+def transport_error(exc: requests.RequestException) -> SSOTransientError:
+    """Our error for a request that got no HTTP answer at all."""
+    # urllib3 wraps the last failure in MaxRetryError; requests wraps that again.
+    reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else exc
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2, but it is a refusal.
+    timed_out = isinstance(exc, requests.Timeout) or isinstance(reason, urllib3_timeout)
+    if timed_out and not isinstance(reason, NewConnectionError):
+        return SSOTimeoutError(f"The EVE SSO did not answer in time: {reason}")
+    return SSOUnreachableError(f"The EVE SSO could not be reached: {reason}")
+
+
+def retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(Retry().parse_retry_after(value)))
+    except (InvalidHeader, ValueError):
+        return None
+
+
+def json_object(response: requests.Response) -> dict | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def status_error(response: requests.Response) -> SSOError | None:
+    """Our error for an HTTP answer that is not a success, or None for a 2xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    wait = retry_after(response)
+    if status == 429:
+        return SSORateLimitedError("The EVE SSO is rate limiting us.", retry_after=wait,
+                                   status=status)
+    if status >= 500:
+        return SSOServerError(f"The EVE SSO answered HTTP {status}.", retry_after=wait,
+                              status=status)
+    body = json_object(response) or {}
+    code = body.get("error") if isinstance(body.get("error"), str) else None
+    description = body.get("error_description")
+    description = description if isinstance(description, str) else None
+    kwargs = {"error": code, "description": description, "status": status}
+    if code in DEAD_TOKEN_ERRORS:
+        return DEAD_TOKEN_ERRORS[code](**kwargs)
+    if code in ("invalid_client", "unauthorized_client") or (status == 401 and code is None):
+        return InvalidClientError(
+            "The EVE SSO rejected our client id or secret; check ESI_SSO_CLIENT_ID and "
+            "ESI_SSO_CLIENT_SECRET.", **kwargs)
+    if code:
+        return SSORejectedError(f"The EVE SSO refused the request: {code}.", **kwargs)
+    return SSOMalformedResponseError(f"The EVE SSO answered HTTP {status} without an OAuth error.",
+                                     status=status)

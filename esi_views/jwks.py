@@ -1,0 +1,128 @@
+"""The SSO's signing keys (JWKS), cached in memory and in Django's cache.
+
+Cached for as long as the SSO's Cache-Control allows (``ESI_JWKS_DEFAULT_TTL`` when it
+says nothing). A token signed with a key id we do not know triggers a refetch, at
+most once per ``ESI_JWKS_REFETCH_INTERVAL`` across all processes sharing the cache,
+so a flood of forged kids cannot make us hammer the SSO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from typing import Any
+
+import requests
+from django.core.cache import caches
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey, import_key
+
+from .conf import esi_settings
+from .exceptions import SSOMalformedResponseError
+from .http import RetryPolicy, get_session, json_object, status_error, transport_error
+
+Key = RSAKey | ECKey
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
+
+_lock = threading.Lock()
+# url -> (keys by kid, monotonic expiry); spares a cache round trip per verification.
+_memory: dict[str, tuple[dict[str, Key], float]] = {}
+
+
+def _cache_key(url: str, suffix: str = "") -> str:
+    return f"esi_views:jwks{suffix}:{hashlib.sha256(url.encode()).hexdigest()[:32]}"
+
+
+def _ttl(response: requests.Response) -> int:
+    header = response.headers.get("Cache-Control", "")
+    if "no-store" in header.lower() or "no-cache" in header.lower():
+        return 0
+    match = _MAX_AGE.search(header)
+    return int(match.group(1)) if match else int(esi_settings.JWKS_DEFAULT_TTL)
+
+
+def _parse(document: Any) -> dict[str, Key]:
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise SSOMalformedResponseError("The EVE SSO's JWKS has no 'keys' list.")
+    keys: dict[str, Key] = {}
+    for data in document["keys"]:
+        # Skip what we cannot use rather than fail on it (EVE says
+        # "SkipUnresolvedJsonWebKeys": a new key type must not break old clients).
+        if not isinstance(data, dict) or data.get("kty") not in ("RSA", "EC"):
+            continue
+        if not isinstance(data.get("kid"), str):
+            continue
+        try:
+            keys[data["kid"]] = import_key(data)
+        except (JoseError, ValueError, TypeError):
+            continue
+    return keys
+
+
+def _fetch(url: str) -> tuple[dict, int]:
+    try:
+        response = get_session(RetryPolicy.IDEMPOTENT).get(url, withhold_token=True)
+    except requests.RequestException as exc:
+        raise transport_error(exc) from exc
+    error = status_error(response)
+    if error is not None:
+        raise error
+    document = json_object(response)
+    if document is None:
+        raise SSOMalformedResponseError("The EVE SSO's JWKS is not a JSON object.")
+    return document, _ttl(response)
+
+
+def _refetch(url: str) -> dict[str, Key]:
+    document, ttl = _fetch(url)
+    keys = _parse(document)
+    with _lock:
+        _memory[url] = (keys, time.monotonic() + ttl)
+    cache = caches[esi_settings.JWKS_CACHE_ALIAS]
+    if ttl > 0:
+        cache.set(_cache_key(url), (document, ttl), ttl)
+    # Any fetch counts as the once-a-minute refetch an unknown kid may cause.
+    cache.set(_cache_key(url, "-refetch"), 1, int(esi_settings.JWKS_REFETCH_INTERVAL))
+    return keys
+
+
+def _current_keys(url: str) -> dict[str, Key]:
+    with _lock:
+        entry = _memory.get(url)
+    if entry is not None and entry[1] > time.monotonic():
+        return entry[0]
+    cached = caches[esi_settings.JWKS_CACHE_ALIAS].get(_cache_key(url))
+    if cached is not None:
+        document, ttl = cached
+        keys = _parse(document)
+        with _lock:
+            # The shared cache does not tell us the remaining lifetime; a shorter local
+            # life keeps processes from outliving a rotation by much.
+            _memory[url] = (keys, time.monotonic() + min(ttl, 60))
+        return keys
+    return _refetch(url)
+
+
+def _may_refetch(url: str) -> bool:
+    interval = int(esi_settings.JWKS_REFETCH_INTERVAL)
+    return caches[esi_settings.JWKS_CACHE_ALIAS].add(_cache_key(url, "-refetch"), 1, interval)
+
+
+def get_signing_key(kid: str) -> Key | None:
+    """The SSO's public key with this id, or None if the SSO does not (or no longer) publish it."""
+    url = esi_settings.SSO_JWKS_URL
+    keys = _current_keys(url)
+    if kid not in keys and _may_refetch(url):
+        keys = _refetch(url)
+    return keys.get(kid)
+
+
+def clear_jwks_cache() -> None:
+    """Forget cached keys (memory and Django cache) for the configured JWKS URL."""
+    url = esi_settings.SSO_JWKS_URL
+    with _lock:
+        _memory.clear()
+    cache = caches[esi_settings.JWKS_CACHE_ALIAS]
+    cache.delete_many([_cache_key(url), _cache_key(url, "-refetch")])

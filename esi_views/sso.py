@@ -1,0 +1,179 @@
+"""The EVE SSO v2 protocol, as plain functions: authorize URL, code exchange, refresh, revoke.
+
+Built on authlib's requests client (PKCE S256, HTTP Basic client auth, form bodies)
+with our sessions from ``http.py`` (timeouts, retries, User-Agent). Every failure is
+one of the errors in ``exceptions.py``; every access token we return was verified by
+``access_tokens.verify_access_token``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
+
+from .access_tokens import AccessTokenClaims, verify_access_token
+from .conf import esi_settings
+from .exceptions import (
+    MissingSettingError,
+    OwnerChangedError,
+    SSOMalformedResponseError,
+    SSORejectedError,
+)
+from .http import RetryPolicy, get_session, json_object, status_error, transport_error
+from .scopes import ScopesArg, normalize_scopes, scopes_to_string
+
+__all__ = [
+    "AccessTokenClaims",
+    "AuthorizationRequest",
+    "TokenResponse",
+    "build_authorization_request",
+    "exchange_code",
+    "refresh",
+    "revoke",
+    "verify_access_token",
+]
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """Where to send the user, and what to remember until they come back."""
+
+    url: str
+    state: str
+    code_verifier: str = field(repr=False)
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A token endpoint answer whose access token has been verified."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    claims: AccessTokenClaims
+
+    @property
+    def expires_at(self) -> datetime:
+        # The JWT's exp, not expires_in: it is signed and needs no clock arithmetic.
+        return self.claims.expires_at
+
+
+def _callback_url() -> str:
+    if not esi_settings.SSO_CALLBACK_URL:
+        raise MissingSettingError("ESI_SSO_CALLBACK_URL is not set; see docs/settings.md.")
+    return esi_settings.SSO_CALLBACK_URL
+
+
+def build_authorization_request(
+    scopes: ScopesArg = None, *, state: str | None = None
+) -> AuthorizationRequest:
+    """The SSO authorize URL with a fresh random state and a PKCE S256 challenge."""
+    requested = normalize_scopes(scopes)
+    state = state or generate_token(43)
+    verifier = generate_token(64)  # RFC 7636: 43-128 unreserved characters
+    params: dict[str, Any] = {"redirect_uri": _callback_url(), "code_verifier": verifier}
+    if requested:
+        params["scope"] = scopes_to_string(requested)
+    url, state = get_session(RetryPolicy.ONCE).create_authorization_url(
+        esi_settings.SSO_AUTHORIZE_URL, state=state, **params
+    )
+    return AuthorizationRequest(url=url, state=state, code_verifier=verifier, scopes=requested)
+
+
+def _raise_for_token_answer(response: requests.Response) -> requests.Response:
+    """authlib compliance hook: turn every unusable token answer into our error first."""
+    error = status_error(response)
+    if error is not None:
+        raise error
+    body = json_object(response)
+    if body is None:
+        raise SSOMalformedResponseError("The EVE SSO's token answer is not a JSON object.")
+    missing = [name for name in ("access_token", "expires_in") if not body.get(name)]
+    if missing:
+        raise SSOMalformedResponseError(
+            f"The EVE SSO's token answer lacks {', '.join(missing)}."
+        )
+    if str(body.get("token_type", "Bearer")).lower() != "bearer":
+        raise SSOMalformedResponseError(f"Unexpected token_type {body['token_type']!r}.")
+    return response
+
+
+def _token_call(policy: RetryPolicy, call: str, **kwargs: Any) -> dict[str, Any]:
+    session = get_session(policy)
+    for hook in ("access_token_response", "refresh_token_response"):
+        if _raise_for_token_answer not in session.compliance_hook[hook]:
+            session.register_compliance_hook(hook, _raise_for_token_answer)
+    try:
+        return dict(getattr(session, call)(esi_settings.SSO_TOKEN_URL, **kwargs))
+    except requests.RequestException as exc:
+        raise transport_error(exc) from exc
+    except OAuthError as exc:  # an "error" inside a 2xx answer
+        raise SSORejectedError(error=exc.error, description=exc.description) from exc
+    finally:
+        session.token = None  # the per-thread session must not hold on to secrets
+
+
+def _token_response(answer: dict[str, Any]) -> TokenResponse:
+    return TokenResponse(
+        access_token=answer["access_token"],
+        refresh_token=answer.get("refresh_token") or None,
+        claims=verify_access_token(answer["access_token"]),
+    )
+
+
+def exchange_code(code: str, code_verifier: str) -> TokenResponse:
+    """Trade an authorization code for tokens. Sent once: a code is single use.
+
+    Raises ``InvalidGrantError`` for a bad, used or expired code (or a wrong verifier)
+    and ``InvalidJWTError`` if the SSO's access token does not verify.
+    """
+    answer = _token_call(
+        RetryPolicy.ONCE,
+        "fetch_token",
+        grant_type="authorization_code",
+        code=code,
+        code_verifier=code_verifier,
+        redirect_uri=_callback_url(),
+    )
+    return _token_response(answer)
+
+
+def refresh(
+    refresh_token: str, *, scopes: ScopesArg = None, owner_hash: str | None = None
+) -> TokenResponse:
+    """Use a refresh token. An answer without a new refresh token keeps the old one.
+
+    With ``owner_hash``, a token whose character changed hands raises ``OwnerChangedError``.
+    A new access token that fails verification raises ``InvalidJWTError``, which is
+    transient: the stored token is not dead because the SSO sent something odd.
+    """
+    extra = {"scope": scopes_to_string(scopes)} if normalize_scopes(scopes) else {}
+    answer = _token_call(
+        RetryPolicy.IDEMPOTENT, "refresh_token", refresh_token=refresh_token, **extra
+    )
+    response = _token_response({**answer, "refresh_token": answer.get("refresh_token")
+                                or refresh_token})
+    if owner_hash is not None and response.claims.owner_hash != owner_hash:
+        raise OwnerChangedError(old_owner_hash=owner_hash,
+                                new_owner_hash=response.claims.owner_hash)
+    return response
+
+
+def revoke(refresh_token: str) -> None:
+    """Revoke a refresh token at the SSO (and with it the access tokens it issued)."""
+    session = get_session(RetryPolicy.IDEMPOTENT)
+    try:
+        response = session.revoke_token(
+            esi_settings.SSO_REVOKE_URL, token=refresh_token, token_type_hint="refresh_token"  # noqa: S106
+        )
+    except requests.RequestException as exc:
+        raise transport_error(exc) from exc
+    error = status_error(response)
+    if error is not None:
+        raise error
+

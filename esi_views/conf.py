@@ -38,8 +38,22 @@ DEFAULTS: dict[str, Any] = {
     "SSO_MAX_RETRY_AFTER": 10.0,
     "JWT_LEEWAY": 5,
     "JWKS_CACHE_ALIAS": "default",
+    # Tokens expiring within this many seconds count as expired (refreshed before use).
+    "TOKEN_REFRESH_MARGIN": 30,
+    # Parallel SSO calls when many tokens need refreshing at once.
+    "REFRESH_CONCURRENCY": 8,
+    "ALWAYS_CREATE_TOKEN": False,
     "JWKS_DEFAULT_TTL": 300,
     "JWKS_REFETCH_INTERVAL": 60,
+    # rate_limited_task: a Redis URL of its own (wins), else the Redis cache of this alias.
+    "RATE_LIMIT_REDIS_URL": "",
+    "RATE_LIMIT_CACHE_ALIAS": "default",
+    "RATE_LIMIT_KEY_PREFIX": "esi_views:ratelimit:",
+    # Longest countdown given to one retry. Redis/SQS brokers redeliver messages held
+    # longer than their visibility timeout (1 h by default), so a longer wait is split.
+    "RATE_LIMIT_MAX_COUNTDOWN": 1800,
+    # Upper bound (seconds) of the backoff while the limiter's Redis is unreachable.
+    "RATE_LIMIT_BACKOFF_MAX": 60,
 }
 
 _ENDPOINT_PATHS = {

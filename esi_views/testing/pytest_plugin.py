@@ -6,12 +6,14 @@ Django's settings pointed at it and the JWKS cache empty. See docs/testing.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from esi_views.models import Token
+
     from .fake_sso import FakeEveSSO
 
 DEFAULT_CALLBACK_URL = "http://testserver/esi/callback/"
@@ -49,3 +51,18 @@ def fake_sso(fake_sso_server: FakeEveSSO, settings) -> Iterator[FakeEveSSO]:
     yield fake_sso_server
     clear_jwks_cache()
     fake_sso_server.reset()
+
+
+@pytest.fixture
+def esi_token(fake_sso: FakeEveSSO, db) -> Callable[..., Token]:
+    """A factory: ``esi_token(user, character_id=..., scopes=[...])`` -> a stored Token.
+
+    Made through a real code exchange against ``fake_sso``; the character is added to
+    the fake SSO if needed (``character_name`` and ``owner_hash`` optional).
+    """
+    from .logins import create_token
+
+    def make(user: Any = None, **kwargs: Any) -> Token:
+        return create_token(fake_sso, user=user, **kwargs)
+
+    return make

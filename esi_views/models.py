@@ -1,0 +1,140 @@
+"""What we store: the scopes we know, the tokens we hold, and SSO flows in progress."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .conf import esi_settings
+from .fields import EncryptedTextField
+from .querysets import TokenQuerySet
+
+__all__ = ["CallbackRedirect", "Scope", "Token", "TokenQuerySet"]
+
+
+class Scope(models.Model):
+    """An ESI scope, e.g. ``esi-skills.read_skills.v1``."""
+
+    name = models.CharField(max_length=100, unique=True)
+    help_text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def friendly_name(self) -> str:
+        """``esi-skills.read_skills.v1`` -> ``read_skills``."""
+        name = self.name.removeprefix("esi-")
+        parts = name.split(".")
+        return parts[1] if len(parts) >= 2 else name
+
+
+class Token(models.Model):
+    """An EVE SSO token for one character. Access and refresh tokens are encrypted at rest."""
+
+    class TokenType(models.TextChoices):
+        CHARACTER = "character", "Character"
+        CORPORATION = "corporation", "Corporation"
+
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        help_text="Whose token this is; empty for single-use and anonymous-login tokens.",
+    )
+    character_id = models.BigIntegerField(db_index=True)
+    character_name = models.CharField(max_length=100)
+    character_owner_hash = models.CharField(max_length=64, db_index=True)
+    token_type = models.CharField(
+        max_length=16, choices=TokenType.choices, default=TokenType.CHARACTER
+    )
+    scopes = models.ManyToManyField(Scope, blank=True, related_name="tokens")
+    access_token = EncryptedTextField(editable=False)
+    refresh_token = EncryptedTextField(blank=True, editable=False)
+    expires_at = models.DateTimeField(
+        db_index=True, help_text="When the access token expires (the JWT's exp)."
+    )
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "character_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.character_name} ({self.character_id})"
+
+    @property
+    def expires(self) -> datetime:
+        return self.expires_at
+
+    @property
+    def expired(self) -> bool:
+        """True when the access token is expired or will be within ESI_TOKEN_REFRESH_MARGIN."""
+        margin = timedelta(seconds=esi_settings.TOKEN_REFRESH_MARGIN)
+        return self.expires_at <= timezone.now() + margin
+
+    @property
+    def can_refresh(self) -> bool:
+        return bool(self.refresh_token)
+
+    def valid_access_token(self) -> str:
+        """The access token, refreshed first if expired.
+
+        Raises ``TokenDeadError`` (the token is then deleted) or ``SSOTransientError``.
+        """
+        from .refresh import refresh_tokens
+
+        if self.expired:
+            refresh_tokens([self]).raise_for(self)
+        return self.access_token
+
+    def refresh(self) -> None:
+        """Refresh now (under the per-token lock). Dead tokens are deleted, then raised."""
+        from .refresh import refresh_tokens
+
+        refresh_tokens([self], force=True).raise_for(self)
+
+    def refresh_or_delete(self) -> bool:
+        """Refresh now; True if refreshed, False if the SSO said the token is dead (deleted).
+
+        A transient failure keeps the token and raises ``SSOTransientError``.
+        """
+        from .exceptions import TokenDeadError
+
+        try:
+            self.refresh()
+        except TokenDeadError:
+            return False
+        return True
+
+    def revoke(self) -> None:
+        """Revoke the refresh token at the SSO and delete this token."""
+        from . import sso
+
+        if self.refresh_token:
+            sso.revoke(self.refresh_token)
+        self.delete()
+
+
+class CallbackRedirect(models.Model):
+    """One SSO flow in progress: bound to a session, keyed by its single-use state."""
+
+    session_key = models.CharField(max_length=64, db_index=True)
+    state = models.CharField(max_length=128, unique=True)
+    code_verifier = EncryptedTextField()
+    requested_scopes = models.TextField(blank=True, help_text="Space-delimited, sorted.")
+    return_url = models.TextField()
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"SSO flow {self.state[:8]}… for session {self.session_key[:8]}…"

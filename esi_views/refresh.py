@@ -1,0 +1,165 @@
+"""Refreshing tokens: one SSO call per token however many processes ask, and nothing
+good lost.
+
+``refresh_tokens`` takes a row lock on every token (``SELECT ... FOR UPDATE``; on
+backends without it, such as SQLite, an in-process lock stands in) and re-reads them,
+so a token another process refreshed meanwhile is not sent to the SSO again. The SSO
+calls run in parallel (``ESI_REFRESH_CONCURRENCY``) while the locks are held; only
+the calls run in threads, all database work stays on the caller's connection, so
+this works inside ``ATOMIC_REQUESTS`` and test transactions alike.
+
+Outcomes: refreshed; dead (``invalid_grant``, ``invalid_token``, owner changed, no
+refresh token) -> deleted; transient -> kept untouched; a configuration error is
+raised after the rest has been saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import sso
+from .conf import esi_settings
+from .exceptions import (
+    SSOConfigurationError,
+    SSOError,
+    SSOTransientError,
+    TokenDeadError,
+)
+
+if TYPE_CHECKING:
+    from .models import Token
+
+logger = logging.getLogger(__name__)
+
+SAVED_FIELDS = ("access_token", "refresh_token", "expires_at", "character_name", "updated")
+
+
+class NoRefreshTokenError(TokenDeadError):
+    """The token expired and has no refresh token to renew it with."""
+
+
+class TokenGoneError(TokenDeadError):
+    """The token was deleted (by another process) before it could be refreshed."""
+
+
+@dataclass
+class RefreshReport:
+    refreshed: list[Token] = field(default_factory=list)
+    already_fresh: list[Token] = field(default_factory=list)
+    dead: list[tuple[Token, TokenDeadError]] = field(default_factory=list)
+    transient: list[tuple[Token, SSOTransientError]] = field(default_factory=list)
+    other: list[tuple[Token, SSOError]] = field(default_factory=list)
+
+    @property
+    def usable(self) -> list[Token]:
+        return self.refreshed + self.already_fresh
+
+    def raise_for(self, token: Token) -> None:
+        """Update ``token`` in place from the outcome, or raise that token's error."""
+        for kept in self.usable:
+            if kept.pk == token.pk:
+                for name in SAVED_FIELDS:
+                    setattr(token, name, getattr(kept, name))
+                return
+        for failed, error in (*self.dead, *self.transient, *self.other):
+            if failed.pk == token.pk:
+                raise error
+        raise TokenGoneError("The token no longer exists.")
+
+
+# Striped in-process locks: with SELECT FOR UPDATE they are merely cheap; without it
+# (SQLite) they are what keeps threads of one process from refreshing a token twice.
+_STRIPES = [threading.Lock() for _ in range(256)]
+
+
+@contextlib.contextmanager
+def _process_locks(ids: Iterable[int]) -> Iterator[None]:
+    stripes = sorted({pk % len(_STRIPES) for pk in ids})  # fixed order: no deadlock
+    with contextlib.ExitStack() as stack:
+        for index in stripes:
+            stack.enter_context(_STRIPES[index])
+        yield
+
+
+_executors: dict[int, ThreadPoolExecutor] = {}
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    # Long-lived, so each worker thread keeps its keep-alive SSO session.
+    size = max(1, int(esi_settings.REFRESH_CONCURRENCY))
+    with _executor_lock:
+        if size not in _executors:
+            _executors[size] = ThreadPoolExecutor(size, thread_name_prefix="esi-refresh")
+        return _executors[size]
+
+
+def _call_sso(token: Token) -> sso.TokenResponse | SSOError:
+    if not token.refresh_token:
+        return NoRefreshTokenError("The token expired and has no refresh token.")
+    try:
+        return sso.refresh(token.refresh_token, owner_hash=token.character_owner_hash)
+    except SSOError as exc:
+        return exc
+
+
+def _call_all(tokens: list[Token]) -> list[sso.TokenResponse | SSOError]:
+    if len(tokens) <= 1:
+        return [_call_sso(token) for token in tokens]
+    return list(_pool().map(_call_sso, tokens))
+
+
+def refresh_tokens(tokens: Iterable[Token], *, force: bool = False) -> RefreshReport:
+    """Refresh the tokens that are (still) expired, or all of them with ``force``."""
+    from .models import Token
+
+    ids = sorted({token.pk for token in tokens})
+    report = RefreshReport()
+    if not ids:
+        return report
+    config_error: SSOConfigurationError | None = None
+    with _process_locks(ids), transaction.atomic():
+        locked = list(Token.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+        due = [token for token in locked if force or token.expired]
+        report.already_fresh = [token for token in locked if not (force or token.expired)]
+        now = timezone.now()
+        for token, outcome in zip(due, _call_all(due), strict=True):
+            if isinstance(outcome, sso.TokenResponse):
+                token.access_token = outcome.access_token
+                token.refresh_token = outcome.refresh_token or token.refresh_token
+                token.expires_at = outcome.expires_at
+                token.character_name = outcome.claims.character_name
+                token.updated = now
+                report.refreshed.append(token)
+            elif isinstance(outcome, TokenDeadError):
+                report.dead.append((token, outcome))
+            elif isinstance(outcome, SSOTransientError):
+                report.transient.append((token, outcome))
+            else:
+                report.other.append((token, outcome))
+                if isinstance(outcome, SSOConfigurationError):
+                    config_error = outcome
+        if report.refreshed:
+            Token.objects.bulk_update(report.refreshed, SAVED_FIELDS)
+        if report.dead:
+            Token.objects.filter(pk__in=[token.pk for token, _ in report.dead]).delete()
+    _log(report)
+    if config_error is not None:
+        raise config_error
+    return report
+
+
+def _log(report: RefreshReport) -> None:
+    for token, error in report.dead:
+        logger.info("Deleted dead token %s: %s", token, error)
+    for token, error in (*report.transient, *report.other):
+        logger.warning("Could not refresh token %s (kept): %s", token, error)

@@ -1,0 +1,257 @@
+"""Refreshing: outcomes, Token methods, require_valid, and the one-SSO-call race."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+
+from esi_views.exceptions import (
+    InvalidClientError,
+    InvalidGrantError,
+    OwnerChangedError,
+    SSOServerError,
+)
+from esi_views.models import Token
+
+SKILLS = "esi-skills.read_skills.v1"
+
+
+@pytest.fixture
+def user(db):
+    return get_user_model().objects.create_user("refresher")
+
+
+def _expire(*tokens: Token) -> None:
+    Token.objects.filter(pk__in=[t.pk for t in tokens]).update(
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
+    for token in tokens:
+        token.refresh_from_db()
+
+
+# -- Token methods -------------------------------------------------------------------------
+
+
+def test_valid_access_token_of_a_fresh_token_needs_no_sso(esi_token, user, fake_sso):
+    token = esi_token(user)
+    before = fake_sso.calls["token:refresh_token"]
+    assert token.valid_access_token() == token.access_token
+    assert fake_sso.calls["token:refresh_token"] == before
+
+
+def test_valid_access_token_refreshes_an_expired_token(esi_token, user, fake_sso):
+    token = esi_token(user, scopes=[SKILLS])
+    old = token.access_token
+    _expire(token)
+    new = token.valid_access_token()
+    assert new != old and not token.expired
+    assert fake_sso.calls["token:refresh_token"] == 1
+    stored = Token.objects.get(pk=token.pk)
+    assert stored.access_token == new and stored.expires_at == token.expires_at
+
+
+def test_refresh_is_forced_and_keeps_a_rotated_refresh_token(esi_token, user, fake_sso):
+    token = esi_token(user)
+    fake_sso.refresh_token_mode = "rotate"
+    old_refresh = token.refresh_token
+    token.refresh()
+    assert token.refresh_token != old_refresh
+    assert Token.objects.get(pk=token.pk).refresh_token == token.refresh_token
+    token.refresh()  # the stored, rotated one works
+    assert fake_sso.calls["token:refresh_token"] == 2
+
+
+def test_dead_token_is_deleted_and_raised(esi_token, user, fake_sso):
+    token = esi_token(user)
+    fake_sso.revoke_all(token.character_id)
+    with pytest.raises(InvalidGrantError):
+        token.refresh()
+    assert not Token.objects.filter(pk=token.pk).exists()
+
+
+def test_refresh_or_delete(esi_token, user, fake_sso):
+    good, dead = esi_token(user, character_id=90000101), esi_token(user, character_id=90000102)
+    fake_sso.revoke_all(90000102)
+    assert good.refresh_or_delete() is True
+    assert dead.refresh_or_delete() is False
+    assert list(Token.objects.values_list("character_id", flat=True)) == [90000101]
+
+
+def test_transient_failure_keeps_the_token(esi_token, user, fake_sso):
+    token = esi_token(user)
+    fake_sso.inject("server_error", status=500)
+    with pytest.raises(SSOServerError):
+        token.refresh_or_delete()
+    assert Token.objects.filter(pk=token.pk).exists()
+
+
+def test_owner_change_deletes(esi_token, user, fake_sso):
+    token = esi_token(user)
+    fake_sso.inject("owner_hash_change")
+    with pytest.raises(OwnerChangedError):
+        token.refresh()
+    assert not Token.objects.filter(pk=token.pk).exists()
+
+
+def test_configuration_error_is_raised_and_deletes_nothing(esi_token, user, fake_sso):
+    token = esi_token(user)
+    _expire(token)
+    fake_sso.inject("invalid_client")
+    with pytest.raises(InvalidClientError):
+        list(Token.objects.require_valid())
+    assert Token.objects.filter(pk=token.pk).exists()
+
+
+def test_revoke_tells_the_sso_and_deletes(esi_token, user, fake_sso):
+    token = esi_token(user)
+    refresh_token = token.refresh_token
+    token.revoke()
+    assert fake_sso.calls["revoke"] == 1
+    assert not Token.objects.filter(pk=token.pk).exists()
+    from esi_views import sso
+
+    with pytest.raises(InvalidGrantError):
+        sso.refresh(refresh_token)
+
+
+# -- require_valid and bulk_refresh ------------------------------------------------------
+
+
+def test_require_valid_sorts_tokens_by_outcome(esi_token, user, fake_sso):
+    fresh = esi_token(user, character_id=90000201)
+    expired = esi_token(user, character_id=90000202)
+    dead = esi_token(user, character_id=90000203)
+    no_refresh = esi_token(user, character_id=90000204)
+    _expire(expired, dead, no_refresh)
+    Token.objects.filter(pk=no_refresh.pk).update(refresh_token="")
+    fake_sso.revoke_all(90000203)
+    valid = Token.objects.filter(user=user).require_valid()
+    assert set(valid.values_list("character_id", flat=True)) == {90000201, 90000202}
+    assert set(Token.objects.values_list("character_id", flat=True)) == {90000201, 90000202}
+    assert fake_sso.calls["token:refresh_token"] == 2  # fresh: no call; no refresh token: none
+    assert fresh.pk in valid.values_list("pk", flat=True)
+
+
+def test_require_valid_keeps_but_excludes_transient_failures(esi_token, user, fake_sso):
+    tokens = [esi_token(user, character_id=90000300 + i) for i in range(3)]
+    _expire(*tokens)
+    fake_sso.inject("server_error", status=500, times=None)
+    assert list(Token.objects.require_valid()) == []
+    assert Token.objects.count() == 3
+
+
+def test_require_valid_refreshes_many_in_parallel_with_bounded_concurrency(
+    esi_token, user, fake_sso, settings
+):
+    settings.ESI_REFRESH_CONCURRENCY = 4
+    tokens = [esi_token(user, character_id=90000400 + i) for i in range(8)]
+    _expire(*tokens)
+    latency = fake_sso.latency = 0.15
+    started = time.monotonic()
+    valid = list(Token.objects.require_valid())
+    elapsed = time.monotonic() - started
+    assert len(valid) == 8 and len({t.access_token for t in valid}) == 8
+    # 8 calls 4 at a time take 2 rounds (plus one JWKS fetch); one by one, 8 rounds.
+    assert elapsed < 6 * latency
+    assert fake_sso.calls["token:refresh_token"] == 8
+
+
+def test_bulk_refresh_returns_refreshed_and_deletes_dead(esi_token, user, fake_sso):
+    esi_token(user, character_id=90000501)
+    esi_token(user, character_id=90000502)
+    fake_sso.revoke_all(90000502)
+    refreshed = Token.objects.all().bulk_refresh()
+    assert list(refreshed.values_list("character_id", flat=True)) == [90000501]
+    assert Token.objects.count() == 1
+
+
+# -- the race: many workers, one expired token, one SSO call -----------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["same", "rotate"])
+def test_eight_threads_needing_one_expired_token_make_one_sso_call(esi_token, fake_sso, mode):
+    user = get_user_model().objects.create_user("racer")
+    token = esi_token(user)
+    _expire(token)
+    fake_sso.refresh_token_mode = mode
+    fake_sso.latency = 0.05
+    barrier, seen, errors = threading.Barrier(8), [], []
+
+    def worker():
+        try:
+            mine = Token.objects.get(pk=token.pk)
+            barrier.wait()
+            seen.append(mine.valid_access_token())
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert fake_sso.calls["token:refresh_token"] == 1
+    assert len(seen) == 8 and len(set(seen)) == 1
+    assert Token.objects.get(pk=token.pk).access_token == seen[0]
+
+
+_PROCESS_SCRIPT = """
+import json, os, sys, time
+import django
+from django.conf import settings
+django.setup()
+for name, value in json.loads(os.environ["ESI_RACE_SETTINGS"]).items():
+    setattr(settings, name, value)
+from esi_views.models import Token
+token = Token.objects.get(pk=int(sys.argv[1]))
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+print(token.valid_access_token())
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_processes_needing_one_expired_token_make_one_sso_call(esi_token, fake_sso):
+    """Row locks across processes: PostgreSQL only (SQLite has no SELECT FOR UPDATE)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("cross-process row locking needs PostgreSQL (CI runs this on it)")
+    user = get_user_model().objects.create_user("process-racer")
+    token = esi_token(user)
+    _expire(token)
+    fake_sso.refresh_token_mode = "rotate"
+    fake_sso.latency = 0.05
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "ESI_TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "ESI_RACE_SETTINGS": json.dumps(fake_sso.settings()),
+    }
+    start_at = str(time.time() + 3)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _PROCESS_SCRIPT, str(token.pk), start_at],
+                         env=env, cwd=Path(__file__).resolve().parent.parent,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err for _, err in outputs]
+    seen = {out.strip() for out, _ in outputs}
+    assert len(seen) == 1
+    assert fake_sso.calls["token:refresh_token"] == 1
+    assert Token.objects.get(pk=token.pk).access_token == seen.pop()
+

@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     # Parallel SSO calls when many tokens need refreshing at once.
     "REFRESH_CONCURRENCY": 8,
     "ALWAYS_CREATE_TOKEN": False,
+    # How long an SSO flow (or a token selection) may take, start to hand-back, in seconds.
+    "CALLBACK_MAX_AGE": 300,
+    # Character portraits on the selection page; the fake SSO serves its own.
+    "CHARACTER_PORTRAIT_URL": "https://images.evetech.net/characters/{character_id}/portrait?size={size}",
     "JWKS_DEFAULT_TTL": 300,
     "JWKS_REFETCH_INTERVAL": 60,
     # rate_limited_task: a Redis URL of its own (wins), else the Redis cache of this alias.
@@ -54,6 +58,18 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_MAX_COUNTDOWN": 1800,
     # Upper bound (seconds) of the backoff while the limiter's Redis is unreachable.
     "RATE_LIMIT_BACKOFF_MAX": 60,
+    # Cleanup (esi_views.cleanup / esi_views.tasks / manage.py esi_cleanup).
+    # Tokens without a user (single-use, anonymous login) younger than this many
+    # seconds belong to an SSO flow that may still be running: cleanup never touches them.
+    "SINGLE_USE_TOKEN_MAX_AGE": 3600,
+    # Tokens handed to one refresh_tokens() call (one transaction, one row-lock set).
+    "CLEANUP_BATCH_SIZE": 100,
+    # Stop calling the SSO after this many transient failures with no answer between.
+    "CLEANUP_MAX_TRANSIENT_FAILURES": 5,
+    # A Retry-After up to this many seconds is slept through; a longer one stops the run.
+    "CLEANUP_MAX_WAIT": 30,
+    # Django cache holding the subset task's run counter (must be shared by all workers).
+    "CLEANUP_CACHE_ALIAS": "default",
 }
 
 _ENDPOINT_PATHS = {

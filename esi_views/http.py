@@ -110,7 +110,7 @@ def _build_session(policy: RetryPolicy) -> OAuth2Session:
     session = OAuth2Session(
         client_id=esi_settings.SSO_CLIENT_ID,
         client_secret=esi_settings.SSO_CLIENT_SECRET,
-        token_endpoint_auth_method="client_secret_basic",  # noqa: S106 (a method name)
+        token_endpoint_auth_method="client_secret_basic",
         revocation_endpoint_auth_method="client_secret_basic",
         redirect_uri=esi_settings.SSO_CALLBACK_URL or None,
         code_challenge_method="S256",

@@ -126,11 +126,23 @@ class Token(models.Model):
 
 
 class CallbackRedirect(models.Model):
-    """One SSO flow in progress: bound to a session, keyed by its single-use state."""
+    """One token flow of one session: an SSO round trip or a selection, then the hand-back.
+
+    ``state`` is the flow's key: the OAuth state sent to the SSO, and the ``esi_flow``
+    parameter with which the protected view picks up ``token``. Every use of it is
+    checked against ``session_key``.
+    """
+
+    class Kind(models.TextChoices):
+        TOKEN = "token", "token_required"
+        TOKENS = "tokens", "tokens_required"
+        SINGLE_USE = "single_use", "single_use_token"
+        LOGIN = "login", "login link"
 
     session_key = models.CharField(max_length=64, db_index=True)
     state = models.CharField(max_length=128, unique=True)
-    code_verifier = EncryptedTextField()
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TOKEN)
+    code_verifier = EncryptedTextField(blank=True)
     requested_scopes = models.TextField(blank=True, help_text="Space-delimited, sorted.")
     return_url = models.TextField()
     token = models.ForeignKey(Token, on_delete=models.CASCADE, null=True, blank=True)

@@ -169,7 +169,7 @@ def revoke(refresh_token: str) -> None:
     session = get_session(RetryPolicy.IDEMPOTENT)
     try:
         response = session.revoke_token(
-            esi_settings.SSO_REVOKE_URL, token=refresh_token, token_type_hint="refresh_token"  # noqa: S106
+            esi_settings.SSO_REVOKE_URL, token=refresh_token, token_type_hint="refresh_token"
         )
     except requests.RequestException as exc:
         raise transport_error(exc) from exc

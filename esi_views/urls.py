@@ -1,4 +1,11 @@
+from django.urls import path
+
+from . import views
+
 app_name = "esi_views"
 
-# The SSO callback ("callback") and token selection views arrive with the views issue.
-urlpatterns: list = []
+urlpatterns = [
+    path("callback/", views.callback, name="callback"),
+    path("select/", views.select, name="select"),
+    path("login/", views.login, name="login"),
+]

@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("esi/", include("esi_views.urls")),
+    path("v/", include("tests.views_app")),
 ]

@@ -70,11 +70,11 @@ class FakeEveSSO:
         port: int = 0,
         *,
         client_id: str = "fake-client-id",
-        client_secret: str = "fake-client-secret",  # noqa: S107 (a fake's fake secret)
+        client_secret: str = "fake-client-secret",
         callback_url: str = "http://testserver/esi/callback/",
         access_token_lifetime: int = 1199,
         latency: float = 0.0,
-        refresh_token_mode: str = "same",  # noqa: S107 (not a password)
+        refresh_token_mode: str = "same",
     ) -> None:
         if refresh_token_mode not in REFRESH_TOKEN_MODES:
             raise ValueError(f"refresh_token_mode must be one of {REFRESH_TOKEN_MODES}")
@@ -143,6 +143,7 @@ class FakeEveSSO:
             "ESI_SSO_CLIENT_ID": self.client_id,
             "ESI_SSO_CLIENT_SECRET": self.client_secret,
             "ESI_SSO_CALLBACK_URL": self.callback_url,
+            "ESI_CHARACTER_PORTRAIT_URL": self.base_url + "/characters/{character_id}/portrait",
         }
 
     # -- characters --------------------------------------------------------------------

@@ -129,6 +129,7 @@ def test_settings_point_at_the_server(sso):
     assert sso.settings() == {
         "ESI_SSO_BASE_URL": sso.base_url, "ESI_SSO_CLIENT_ID": CLIENT_ID,
         "ESI_SSO_CLIENT_SECRET": SECRET, "ESI_SSO_CALLBACK_URL": CALLBACK,
+        "ESI_CHARACTER_PORTRAIT_URL": sso.base_url + "/characters/{character_id}/portrait",
     }
     assert sso.base_url.startswith("http://127.0.0.1:") and not sso.base_url.endswith("/")
 

@@ -1,0 +1,330 @@
+"""The one token flow behind the mixins, the decorators and esi_drf.
+
+A protected view asks for a token of some *kind* (``token``, ``tokens``,
+``single_use``) with some scopes. It either gets one handed back (``handed_back_token``),
+or the user is sent to choose one of theirs (``render_selection``), or to the EVE SSO
+(``start_sso``). The SSO comes back to ``complete_callback``, a choice comes back to
+``complete_selection``; both end in a redirect to the protected view with
+``?esi_flow=<key>``, which hands the token over.
+
+Every step is bound to the session that started it: a flow key from another session,
+a token of another user, a selection payload of another session are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.contrib.auth.models import AnonymousUser
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from . import sso
+from .conf import esi_settings
+from .exceptions import InvalidJWTError, SSOError, SSOTransientError, TokenDeadError
+from .models import CallbackRedirect, Token, TokenQuerySet
+from .scopes import ScopesArg, normalize_scopes, scopes_to_string
+
+logger = logging.getLogger(__name__)
+
+Kind = CallbackRedirect.Kind
+FLOW_PARAM = "esi_flow"
+_SELECTION_SALT = "esi_views.flow.selection"
+
+
+class FlowError(Exception):
+    """A step of the flow refused the request; rendered as ``esi_views/error.html``."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        self.status, self.title, self.message = status, title, message
+        super().__init__(f"{status} {title}: {message}")
+
+
+def error_response(request: HttpRequest, error: FlowError) -> HttpResponse:
+    context = {"title": error.title, "message": error.message, "status": error.status}
+    return TemplateResponse(request, "esi_views/error.html", context, status=error.status)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _session_key(request: HttpRequest, *, create: bool = False) -> str | None:
+    session = request.session
+    if session.session_key is None and create:
+        # Anonymous visitors need a session to bind the flow to; mark it modified so the
+        # session middleware sends the cookie.
+        session.save()
+        session.modified = True
+    return session.session_key
+
+
+def safe_return_url(request: HttpRequest, url: str | None) -> str:
+    """``url`` if it stays on this site, else ``/``."""
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return "/"
+
+
+def _without_flow_param(url: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != FLOW_PARAM]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _with_flow_param(url: str, key: str) -> str:
+    parts = urlsplit(_without_flow_param(url))
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (FLOW_PARAM, key)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _fresh(queryset):
+    max_age = timedelta(seconds=esi_settings.CALLBACK_MAX_AGE)
+    return queryset.filter(created__gte=timezone.now() - max_age)
+
+
+def _user_id(request: HttpRequest) -> int | None:
+    user = getattr(request, "user", AnonymousUser())
+    return user.pk if user.is_authenticated else None
+
+
+# -- what a user has ----------------------------------------------------------------------------
+
+
+def user_tokens(user: Any, scopes: ScopesArg) -> TokenQuerySet:
+    """The user's valid tokens with these scopes (expired ones refreshed first)."""
+    if user is None or not user.is_authenticated:
+        return Token.objects.none()
+    return Token.objects.filter(user=user).require_scopes(scopes).require_valid()
+
+
+def selectable_tokens(user: Any, scopes: ScopesArg) -> list[Token]:
+    """One valid token per character (the most recently refreshed), scopes prefetched."""
+    tokens = user_tokens(user, scopes).prefetch_related("scopes").order_by("-updated", "-pk")
+    by_character: dict[int, Token] = {}
+    for token in tokens:
+        by_character.setdefault(token.character_id, token)
+    return sorted(by_character.values(), key=lambda t: t.character_name.lower())
+
+
+def portrait_url(character_id: int, size: int = 64) -> str:
+    return esi_settings.CHARACTER_PORTRAIT_URL.format(character_id=character_id, size=size)
+
+
+# -- hand-back ------------------------------------------------------------------------------
+
+
+def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | None:
+    """The token a finished flow of this session brought back to this very view, if any.
+
+    Anything that does not fit (another session, another view, another kind of flow,
+    another user, too few scopes, too old, no longer valid) is ignored: the view then
+    goes through the flow again.
+    """
+    key = request.GET.get(FLOW_PARAM)
+    session_key = request.session.session_key
+    if not key or not session_key:
+        return None
+    record = (
+        _fresh(CallbackRedirect.objects.select_related("token"))
+        .filter(state=key, session_key=session_key, kind=kind, token__isnull=False)
+        .first()
+    )
+    if record is None or urlsplit(record.return_url).path != request.path:
+        return None
+    token = record.token
+    if token.user_id is not None and token.user_id != _user_id(request):
+        return None
+    if not normalize_scopes(scopes) <= set(token.scopes.values_list("name", flat=True)):
+        return None
+    if token.expired:
+        try:
+            token.valid_access_token()
+        except (SSOError, TokenDeadError):
+            return None
+    return token
+
+
+# -- to the SSO and back -------------------------------------------------------------------
+
+
+def start_sso(
+    request: HttpRequest, kind: str, scopes: ScopesArg, return_url: str | None = None
+) -> HttpResponseRedirect:
+    """Remember a new flow for this session and send the browser to the EVE SSO."""
+    authorization = sso.build_authorization_request(scopes)
+    return_url = _without_flow_param(return_url or request.get_full_path())
+    CallbackRedirect.objects.create(
+        session_key=_session_key(request, create=True),
+        state=authorization.state,
+        kind=kind,
+        code_verifier=authorization.code_verifier,
+        requested_scopes=scopes_to_string(authorization.scopes),
+        return_url=safe_return_url(request, return_url),
+    )
+    return HttpResponseRedirect(authorization.url)
+
+
+def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
+    session_key = request.session.session_key
+    if not session_key:
+        raise FlowError(400, "Session missing",
+                        "Your browser did not send a session cookie with the EVE SSO's answer. "
+                        "Enable cookies for this site and try again.")
+    state, code = request.GET.get("state"), request.GET.get("code")
+    if not state:
+        raise FlowError(400, "Incomplete answer", "The EVE SSO's answer carries no state.")
+    record = CallbackRedirect.objects.filter(state=state).first()
+    if record is None:
+        raise FlowError(400, "Unknown login attempt",
+                        "This login attempt is unknown or was already used. Start again.")
+    if record.session_key != session_key:
+        raise FlowError(403, "Not your login attempt",
+                        "This login attempt was started in another browser session.")
+    if record.token_id is not None:
+        raise FlowError(400, "Already used", "This login attempt was already completed.")
+    max_age = timedelta(seconds=esi_settings.CALLBACK_MAX_AGE)
+    if record.created < timezone.now() - max_age:
+        record.delete()
+        raise FlowError(400, "Login attempt expired", "The login took too long. Start again.")
+    if "error" in request.GET:
+        record.delete()
+        raise FlowError(403, "Login cancelled",
+                        "The EVE SSO did not grant access"
+                        + (" (you declined)." if request.GET["error"] == "access_denied" else "."))
+    if not code:
+        raise FlowError(400, "Incomplete answer", "The EVE SSO's answer carries no code.")
+    return record
+
+
+def complete_callback(request: HttpRequest) -> HttpResponse:
+    """The SSO's redirect back to us: exchange the code, store the token, hand it back."""
+    record = _flow_for_callback(request)
+    try:
+        answer = sso.exchange_code(request.GET["code"], record.code_verifier)
+    except InvalidJWTError as exc:
+        logger.warning("SSO callback: access token rejected: %s", exc)
+        raise FlowError(403, "Login rejected", "The EVE SSO's token failed verification.") \
+            from exc
+    except TokenDeadError as exc:
+        raise FlowError(400, "Login failed",
+                        "The EVE SSO refused the login code (it may have been used already). "
+                        "Start again.") from exc
+    except SSOTransientError as exc:
+        logger.warning("SSO callback: SSO unavailable: %s", exc)
+        raise FlowError(400, "EVE SSO unavailable",
+                        "The EVE SSO could not complete the login right now. Try again shortly.") \
+            from exc
+    except SSOError as exc:
+        logger.error("SSO callback: %s", exc)
+        raise FlowError(400, "Login failed", "The EVE SSO refused the login.") from exc
+    requested = normalize_scopes(record.requested_scopes)
+    if not requested <= answer.claims.scopes:
+        raise FlowError(403, "Missing permissions",
+                        "The EVE SSO granted fewer scopes than this page needs: "
+                        f"{', '.join(sorted(requested - answer.claims.scopes))}.")
+    # Single-use tokens belong to no user, so they are never listed or selectable.
+    owner = None if record.kind == Kind.SINGLE_USE else getattr(request, "user", None)
+    owner = owner if owner is not None and owner.is_authenticated else None
+    record.token = Token.objects.create_from_response(answer, user=owner)
+    record.save(update_fields=["token"])
+    return HttpResponseRedirect(
+        _with_flow_param(safe_return_url(request, record.return_url), record.state)
+    )
+
+
+# -- choosing one of your tokens ------------------------------------------------------------------
+
+
+def render_selection(
+    request: HttpRequest, kind: str, scopes: ScopesArg, tokens: list[Token],
+    template_name: str = "esi_views/select_token.html",
+) -> TemplateResponse:
+    """The page on which a user picks one of ``tokens`` (or adds a character)."""
+    payload = {
+        "k": kind,
+        "s": scopes_to_string(scopes),
+        "r": _without_flow_param(request.get_full_path()),
+        "sk": request.session.session_key,
+    }
+    context = {
+        "tokens": [(token, portrait_url(token.character_id)) for token in tokens],
+        "flow": signing.dumps(payload, salt=_SELECTION_SALT, compress=True),
+        "scopes": sorted(normalize_scopes(scopes)),
+        "select_url": reverse("esi_views:select"),
+    }
+    return TemplateResponse(request, template_name, context)
+
+
+def _selection_payload(request: HttpRequest) -> dict[str, str]:
+    max_age = max(3600, esi_settings.CALLBACK_MAX_AGE)
+    try:
+        payload = signing.loads(request.POST.get("flow", ""), salt=_SELECTION_SALT,
+                                max_age=max_age)
+    except signing.SignatureExpired as exc:
+        raise FlowError(400, "Page expired", "This page is too old. Reload it.") from exc
+    except signing.BadSignature as exc:
+        raise FlowError(400, "Invalid request", "The selection form was altered.") from exc
+    if payload.get("sk") != request.session.session_key:
+        raise FlowError(403, "Not your selection", "This page belongs to another session.")
+    return payload
+
+
+def complete_selection(request: HttpRequest) -> HttpResponse:
+    """The POST of the selection page: hand the chosen token back, or go to the SSO."""
+    if _user_id(request) is None:
+        raise FlowError(403, "Log in first", "Only logged-in users can choose a token.")
+    payload = _selection_payload(request)
+    kind, scopes = payload["k"], normalize_scopes(payload["s"])
+    return_url = safe_return_url(request, payload["r"])
+    if request.POST.get("action") == "add":
+        return start_sso(request, kind, scopes, return_url)
+    raw_id = request.POST.get("token", "")
+    if not raw_id.isascii() or not raw_id.isdigit():
+        raise FlowError(400, "Invalid choice", "Choose one of the characters listed.")
+    token = (
+        Token.objects.filter(user=request.user, pk=int(raw_id))
+        .require_scopes(scopes)
+        .require_valid()
+        .first()
+    )
+    if token is None:
+        raise FlowError(403, "Not available",
+                        "That token is not one of yours with the permissions this page needs.")
+    record = CallbackRedirect.objects.create(
+        session_key=request.session.session_key,
+        state=get_random_string(43),
+        kind=kind,
+        requested_scopes=scopes_to_string(scopes),
+        return_url=return_url,
+        token=token,
+    )
+    return HttpResponseRedirect(_with_flow_param(return_url, record.state))
+
+
+# -- a login link (esi_drf's login_url, "add a character" links) -----------------------------
+
+
+def login_url(scopes: ScopesArg, next_url: str = "/") -> str:
+    """A URL that starts an SSO flow for ``scopes`` and comes back to ``next_url``."""
+    query = {"next": next_url}
+    if normalize_scopes(scopes):
+        query["scopes"] = scopes_to_string(scopes)
+    return f"{reverse('esi_views:login')}?{urlencode(query)}"
+
+
+def start_login(request: HttpRequest) -> HttpResponse:
+    scopes = normalize_scopes(request.GET.get("scopes", ""))
+    if any(len(s) > 100 or not s.isprintable() for s in scopes) or len(scopes) > 100:
+        raise FlowError(400, "Invalid scopes", "The scopes asked for are not valid.")
+    return start_sso(request, Kind.LOGIN, scopes,
+                     safe_return_url(request, request.GET.get("next")))

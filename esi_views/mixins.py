@@ -1,0 +1,166 @@
+"""Class-based views that need EVE SSO tokens, in the style of Django's auth mixins.
+
+    class SkillsView(TokenRequiredMixin, TemplateView):
+        scopes = "esi-skills.read_skills.v1"
+
+        def get_context_data(self, **kwargs):
+            return super().get_context_data(skills=fetch(self.token), **kwargs)
+
+Put the mixin left of the view class. ``get_scopes()`` and ``get_new_token()`` are the
+hooks for per-request choices; ``handle_no_token()`` is the one place that decides
+what happens without a token (by default: off to the EVE SSO). The flow itself lives
+in ``esi_views.flow``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+
+from . import flow
+from .models import Token, TokenQuerySet
+from .scopes import normalize_scopes
+
+__all__ = ["SingleUseTokenMixin", "TokenRequiredMixin", "TokensRequiredMixin"]
+
+
+def _scopes_of(cls: type, scopes: Any) -> frozenset[str]:
+    try:
+        return normalize_scopes(scopes)
+    except TypeError as exc:
+        raise ImproperlyConfigured(
+            f"{cls.__qualname__}.scopes must be a space-delimited string or a list of scope "
+            f"names, not {scopes!r}."
+        ) from exc
+
+
+def _check_configuration(cls: type) -> None:
+    """Mistakes that would silently unprotect a view fail when the class is defined."""
+    if "scopes" in vars(cls):
+        _scopes_of(cls, cls.scopes)
+    if not isinstance(cls.new_token, bool):
+        raise ImproperlyConfigured(
+            f"{cls.__qualname__}.new_token must be True or False, not {cls.new_token!r}."
+        )
+    mro = cls.__mro__
+    # The flavours are the classes that define acquire_token: ours and users' own.
+    mixins = [m for m in mro[1:] if "acquire_token" in vars(m) and m is not BaseTokenMixin]
+    if len(mixins) > 1:
+        names = " and ".join(m.__name__ for m in mixins)
+        raise ImproperlyConfigured(f"{cls.__qualname__} combines {names}; use one of them.")
+    if mixins and View in mro and mro.index(View) < mro.index(mixins[0]):
+        raise ImproperlyConfigured(
+            f"{cls.__qualname__}: put {mixins[0].__name__} to the left of {View.__name__} "
+            f"(e.g. class {cls.__name__}({mixins[0].__name__}, View)), or it never runs."
+        )
+
+
+class BaseTokenMixin:
+    """What the three mixins share: configuration, hooks, and the hand-back check."""
+
+    scopes: ClassVar[str | list[str] | tuple[str, ...]] = ""
+    new_token: ClassVar[bool] = False
+    kind: ClassVar[str]
+    request: HttpRequest
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_configuration(cls)
+
+    def get_scopes(self) -> frozenset[str]:
+        """The scopes this request needs; override for per-request scopes."""
+        return _scopes_of(type(self), self.scopes)
+
+    def get_new_token(self) -> bool:
+        """Whether this request always needs a freshly obtained token (e.g. to log in)."""
+        return self.new_token
+
+    def handle_no_token(self) -> HttpResponse:
+        """The response when there is no usable token: send the user to the EVE SSO."""
+        return flow.start_sso(self.request, self.kind, self.get_scopes())
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            response = self.acquire_token(request)
+        except flow.FlowError as error:
+            return flow.error_response(request, error)
+        if response is not None:
+            return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
+        """Set ``self.token``/``self.tokens`` and return None, or return the response to send."""
+        raise NotImplementedError
+
+
+class TokenRequiredMixin(BaseTokenMixin):
+    """One token, chosen by the user from theirs, or freshly obtained: ``self.token``."""
+
+    kind = flow.Kind.TOKEN
+    token: Token
+    token_selection_template_name: ClassVar[str] = "esi_views/select_token.html"
+
+    def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
+        scopes = self.get_scopes()
+        token = flow.handed_back_token(request, self.kind, scopes)
+        if token is not None:
+            self.token = token
+            return None
+        if not self.get_new_token() and request.user.is_authenticated:
+            tokens = flow.selectable_tokens(request.user, scopes)
+            if tokens:
+                return self.render_token_selection(tokens)
+        return self.handle_no_token()
+
+    def render_token_selection(self, tokens: list[Token]) -> HttpResponse:
+        """The page listing the user's matching characters; override to restyle."""
+        return flow.render_selection(
+            self.request, self.kind, self.get_scopes(), tokens, self.token_selection_template_name
+        )
+
+
+class TokensRequiredMixin(BaseTokenMixin):
+    """All of the user's valid tokens with the scopes, as a queryset: ``self.tokens``."""
+
+    kind = flow.Kind.TOKENS
+    tokens: TokenQuerySet
+
+    def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
+        scopes = self.get_scopes()
+        token = flow.handed_back_token(request, self.kind, scopes)
+        if token is not None:
+            self.tokens = Token.objects.filter(pk=token.pk)
+            return None
+        if not request.user.is_authenticated:
+            return self.handle_no_token()
+        if not self.get_new_token():
+            tokens = flow.user_tokens(request.user, scopes)
+            if tokens:  # evaluates once; the view then reads the cached rows
+                self.tokens = tokens
+                return None
+        return self.handle_no_token()
+
+    def handle_no_token(self) -> HttpResponse:
+        """Anonymous users log in first (their tokens are per user); others go to the SSO."""
+        if not self.request.user.is_authenticated:
+            return redirect_to_login(self.request.get_full_path(), settings.LOGIN_URL)
+        return super().handle_no_token()
+
+
+class SingleUseTokenMixin(BaseTokenMixin):
+    """A token for this view and this session only; no login needed: ``self.token``."""
+
+    kind = flow.Kind.SINGLE_USE
+    token: Token
+
+    def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
+        token = flow.handed_back_token(request, self.kind, self.get_scopes())
+        if token is None:
+            return self.handle_no_token()
+        self.token = token
+        return None

@@ -1,0 +1,95 @@
+"""Protected views in both forms, mixin and decorator, reporting what they received."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.urls import path
+from django.views import View
+
+from esi_views.decorators import single_use_token, token_required, tokens_required
+from esi_views.mixins import SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
+
+SCOPES = "esi-skills.read_skills.v1 esi-wallet.read_character_wallet.v1"
+
+
+def describe(request, token=None, tokens=None, *args, **kwargs):
+    return JsonResponse({
+        "method": request.method,
+        "token": token.pk if token else None,
+        "character": token.character_id if token else None,
+        "user": token.user_id if token else None,
+        "tokens": sorted(t.character_id for t in tokens) if tokens is not None else None,
+        "args": list(args),
+        "kwargs": kwargs,
+    })
+
+
+class _Describe(View):
+    def get(self, request, *args, **kwargs):
+        return describe(request, getattr(self, "token", None), getattr(self, "tokens", None),
+                        *args, **kwargs)
+
+    post = get
+
+
+class TokenView(TokenRequiredMixin, _Describe):
+    scopes = SCOPES
+
+
+class NewTokenView(TokenRequiredMixin, _Describe):
+    scopes = SCOPES
+    new_token = True
+
+
+class TokensView(TokensRequiredMixin, _Describe):
+    scopes = SCOPES
+
+
+class NewTokensView(TokensRequiredMixin, _Describe):
+    scopes = SCOPES
+    new_token = True
+
+
+class SingleUseView(SingleUseTokenMixin, _Describe):
+    scopes = ["publicData"]
+
+
+@token_required(scopes=SCOPES)
+def token_view(request, token, *args, **kwargs):
+    """Reports its token."""
+    return describe(request, token, None, *args, **kwargs)
+
+
+@token_required(scopes=SCOPES.split(), new=True)
+def new_token_view(request, token, *args, **kwargs):
+    return describe(request, token, None, *args, **kwargs)
+
+
+@tokens_required(scopes=SCOPES)
+def tokens_view(request, tokens, *args, **kwargs):
+    return describe(request, None, tokens, *args, **kwargs)
+
+
+@tokens_required(scopes=SCOPES, new=True)
+def new_tokens_view(request, tokens, *args, **kwargs):
+    return describe(request, None, tokens, *args, **kwargs)
+
+
+@single_use_token(scopes=["publicData"])
+def single_use_view(request, token, *args, **kwargs):
+    return describe(request, token, None, *args, **kwargs)
+
+
+VIEWS = {
+    "mixin": {"token": TokenView.as_view(), "new_token": NewTokenView.as_view(),
+              "tokens": TokensView.as_view(), "new_tokens": NewTokensView.as_view(),
+              "single_use": SingleUseView.as_view()},
+    "decorator": {"token": token_view, "new_token": new_token_view, "tokens": tokens_view,
+                  "new_tokens": new_tokens_view, "single_use": single_use_view},
+}
+
+urlpatterns = [
+    path(f"{form}/{name}/<int:number>/", view, name=f"{form}-{name}")
+    for form, views in VIEWS.items()
+    for name, view in views.items()
+]

@@ -61,12 +61,10 @@ REQUIRE_SERVICES = os.environ.get("ESI_TEST_REQUIRE_SERVICES") == "1"
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 else:
+    # The test database is then in memory (shared between this process's threads), so
+    # parallel runs on one machine never collide.
     DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "test.sqlite3"),
-            "TEST": {"NAME": str(BASE_DIR / "test-run.sqlite3")},
-        }
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
     }
 
 if REDIS_URL:

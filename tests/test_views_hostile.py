@@ -1,0 +1,283 @@
+"""Hostile input to the callback, selection and login views: a clear 400/403, never a 500,
+never a token for the wrong person."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from esi_views.models import CallbackRedirect, Token
+from tests.browserless import follow, state_of, to_sso_and_back
+from tests.views_app import SCOPES
+
+pytestmark = pytest.mark.django_db
+
+PILOT = 90002001
+TOKEN_URL = "/v/mixin/token/1/"
+
+
+@pytest.fixture
+def pilot(fake_sso):
+    fake_sso.add_character(PILOT, "Hostile Test Pilot")
+    fake_sso.select_character(PILOT)
+    return PILOT
+
+
+@pytest.fixture
+def mallory(client):
+    user = get_user_model().objects.create_user("mallory")
+    client.force_login(user)
+    return user
+
+
+def _approved_callback(start_response) -> str:
+    """Let the fake SSO approve; return our callback path with code and state."""
+    answer = requests.get(start_response["Location"], allow_redirects=False, timeout=5)
+    parts = urlsplit(answer.headers["Location"])
+    return f"{parts.path}?{parts.query}"
+
+
+def _error_page(response, status: int, words: str) -> None:
+    assert response.status_code == status, response.content[:300]
+    assert "esi_views/error.html" in [t.name for t in response.templates]
+    assert words.lower() in response.content.decode().lower()
+
+
+# -- the callback ---------------------------------------------------------------------------
+
+
+def test_callback_without_session_cookie(client, pilot):
+    callback = _approved_callback(client.get(TOKEN_URL))
+    _error_page(Client().get(callback), 400, "session cookie")
+    assert Token.objects.count() == 0
+
+
+@pytest.mark.parametrize("query", ["", "?code=abc", "?state=", "?code=&state="])
+def test_callback_without_code_or_state(client, pilot, query):
+    client.get(TOKEN_URL)  # a session exists
+    _error_page(client.get("/esi/callback/" + query), 400, "no state")
+
+
+def test_callback_with_state_but_no_code(client, pilot):
+    state = state_of(client.get(TOKEN_URL))
+    _error_page(client.get(f"/esi/callback/?state={state}"), 400, "no code")
+
+
+@pytest.mark.parametrize("state", ["unknown", "x" * 5000, "' OR 1=1 --", "%00", "🚀"])
+def test_callback_with_unknown_state(client, pilot, state):
+    client.get(TOKEN_URL)
+    _error_page(client.get("/esi/callback/", {"state": state, "code": "c"}), 400, "unknown")
+
+
+def test_callback_with_expired_state(client, pilot):
+    callback = _approved_callback(client.get(TOKEN_URL))
+    CallbackRedirect.objects.update(created=timezone.now() - timedelta(minutes=10))
+    _error_page(client.get(callback), 400, "took too long")
+    assert CallbackRedirect.objects.count() == 0 and Token.objects.count() == 0
+
+
+def test_callback_replayed(client, pilot):
+    callback = _approved_callback(client.get(TOKEN_URL))
+    assert client.get(callback).status_code == 302
+    _error_page(client.get(callback), 400, "already")
+    assert Token.objects.count() == 1
+
+
+def test_callback_with_a_state_from_another_session(client, pilot):
+    victim = Client()
+    callback = _approved_callback(victim.get(TOKEN_URL))
+    client.get(TOKEN_URL)  # the attacker's own session
+    _error_page(client.get(callback), 403, "another browser session")
+    assert Token.objects.count() == 0
+    assert victim.get(callback).status_code == 302  # the victim's flow still works
+
+
+def test_sso_error_access_denied(client, pilot):
+    state = state_of(client.get(TOKEN_URL))
+    response = client.get("/esi/callback/", {"state": state, "error": "access_denied",
+                                             "error_description": "<script>x</script>"})
+    _error_page(response, 403, "declined")
+    assert "<script>" not in response.content.decode()
+    assert not CallbackRedirect.objects.filter(state=state).exists()
+
+
+def test_cancel_at_the_sso_picker(client, fake_sso, pilot):
+    fake_sso.select_character(None)  # the fake shows its page with a Cancel button
+    start = client.get(TOKEN_URL)
+    page = requests.get(start["Location"], timeout=5)
+    assert page.status_code == 200
+    from urllib.parse import parse_qsl
+
+    params = dict(parse_qsl(urlsplit(start["Location"]).query))
+    cancel = requests.post(f"{fake_sso.base_url}/v2/oauth/authorize/approve",
+                           data={**params, "action": "cancel"}, allow_redirects=False,
+                           timeout=5)
+    parts = urlsplit(cancel.headers["Location"])
+    _error_page(client.get(f"{parts.path}?{parts.query}"), 403, "did not grant")
+
+
+@pytest.mark.parametrize(("fault", "params", "status", "words"), [
+    ("invalid_grant", {}, 400, "refused the login code"),
+    ("server_error", {"status": 500}, 400, "unavailable"),
+    ("server_error", {"status": 503}, 400, "unavailable"),
+    ("rate_limited", {"retry_after": 60}, 400, "unavailable"),
+    ("malformed_json", {}, 400, "unavailable"),
+    ("invalid_client", {}, 400, "refused the login"),
+    ("wrong_audience", {}, 403, "failed verification"),
+    ("expired_jwt", {}, 403, "failed verification"),
+    ("bad_signature", {}, 403, "failed verification"),
+])
+def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, words):
+    callback = _approved_callback(client.get(TOKEN_URL))
+    fake_sso.inject(fault, **params)
+    _error_page(client.get(callback), status, words)
+    assert Token.objects.count() == 0
+
+
+def test_sso_unreachable(client, pilot, settings):
+    callback = _approved_callback(client.get(TOKEN_URL))
+    settings.ESI_SSO_BASE_URL = "http://127.0.0.1:9"
+    _error_page(client.get(callback), 400, "unavailable")
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_callback_accepts_only_get(client, method):
+    assert getattr(client, method)("/esi/callback/").status_code == 405
+
+
+def test_token_granted_with_fewer_scopes_than_asked_is_not_handed_back(client, pilot):
+    callback = _approved_callback(client.get(TOKEN_URL))
+    CallbackRedirect.objects.update(requested_scopes=SCOPES + " esi-mail.read_mail.v1")
+    _error_page(client.get(callback), 403, "fewer scopes")
+    assert CallbackRedirect.objects.get().token is None
+
+
+# -- the hand-back ------------------------------------------------------------------------------
+
+
+def test_a_flow_key_from_another_session_hands_nothing_over(client, fake_sso, pilot):
+    victim = Client()
+    back = to_sso_and_back(victim, victim.get(TOKEN_URL), fake_sso)
+    stolen = back["Location"]
+    client.get("/v/mixin/token/2/")
+    response = client.get(stolen)
+    assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
+    assert follow(victim, back).json()["character"] == PILOT
+
+
+def test_a_flow_key_is_only_good_for_the_view_that_asked(client, fake_sso, pilot):
+    back = to_sso_and_back(client, client.get("/v/mixin/single_use/1/"), fake_sso)
+    elsewhere = back["Location"].replace("/v/mixin/single_use/1/", "/v/mixin/single_use/2/")
+    assert client.get(elsewhere).status_code == 302  # no token: a new SSO flow
+    assert client.get(back["Location"]).status_code == 200
+
+
+def test_a_flow_key_of_another_kind_hands_nothing_over(client, fake_sso, pilot):
+    back = to_sso_and_back(client, client.get("/v/mixin/single_use/1/"), fake_sso)
+    key = back["Location"].split("esi_flow=")[1]
+    response = client.get(f"/v/mixin/new_token/1/?esi_flow={key}")
+    assert response.status_code == 302 and response["Location"].startswith("http://127.0.0.1")
+
+
+# -- selection -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def selection(client, esi_token, fake_sso, mallory):
+    mine = esi_token(mallory, character_id=90002101, scopes=SCOPES)
+    page = client.get(TOKEN_URL)
+    assert page.status_code == 200
+    return page.context["flow"], mine
+
+
+def _select(client, flow, token):
+    return client.post("/esi/select/", {"flow": flow, "token": token})
+
+
+def test_selecting_another_users_token(client, selection, esi_token):
+    flow, _ = selection
+    victim = get_user_model().objects.create_user("victim")
+    theirs = esi_token(victim, character_id=90002102, scopes=SCOPES)
+    _error_page(_select(client, flow, theirs.pk), 403, "not one of yours")
+
+
+def test_selecting_a_token_with_no_user(client, selection, esi_token):
+    flow, _ = selection
+    loose = esi_token(None, character_id=90002103, scopes=SCOPES)
+    _error_page(_select(client, flow, loose.pk), 403, "not one of yours")
+
+
+def test_selecting_a_token_lacking_the_scopes(client, selection, esi_token, mallory):
+    flow, _ = selection
+    thin = esi_token(mallory, character_id=90002104, scopes="esi-skills.read_skills.v1")
+    _error_page(_select(client, flow, thin.pk), 403, "not one of yours")
+
+
+@pytest.mark.parametrize("bad", ["abc", "", "1.5", "-1", "\uff11", "9" * 40, "1 OR 1=1"])
+def test_selecting_a_non_numeric_id(client, selection, bad):
+    flow, _ = selection
+    response = _select(client, flow, bad)
+    assert response.status_code in (400, 403)
+    assert "esi_views/error.html" in [t.name for t in response.templates]
+
+
+def test_selection_form_tampered(client, selection):
+    flow, mine = selection
+    _error_page(_select(client, flow[:-3] + "abc", mine.pk), 400, "altered")
+    _error_page(client.post("/esi/select/", {"token": mine.pk}), 400, "altered")
+
+
+def test_selection_form_from_another_session(selection, mallory):
+    flow, mine = selection
+    other_browser = Client()
+    other_browser.force_login(mallory)
+    _error_page(_select(other_browser, flow, mine.pk), 403, "another session")
+
+
+def test_anonymous_post_to_the_selection_view(selection, esi_token):
+    flow, _ = selection
+    loose = esi_token(None, character_id=90002105, scopes=SCOPES)
+    response = Client().post("/esi/select/", {"flow": flow, "token": loose.pk})
+    _error_page(response, 403, "log in")
+
+
+def test_selection_needs_csrf(selection, mallory):
+    flow, mine = selection
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(mallory)
+    assert browser.post("/esi/select/", {"flow": flow, "token": mine.pk}).status_code == 403
+
+
+def test_selection_is_post_only(client, selection):
+    flow, mine = selection
+    assert client.get("/esi/select/", {"flow": flow, "token": mine.pk}).status_code == 405
+
+
+# -- return URLs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("next_url", [
+    "https://evil.example/", "//evil.example/", "http://evil.example/x", "javascript:alert(1)",
+    "\\\\evil.example", "https:///evil.example", "/\\evil.example",
+])
+def test_login_link_never_returns_to_another_host(client, fake_sso, pilot, next_url):
+    start = client.get("/esi/login/", {"next": next_url, "scopes": "publicData"})
+    back = to_sso_and_back(client, start, fake_sso)
+    assert back["Location"].startswith("/?esi_flow=")
+
+
+def test_login_link_returns_to_an_internal_page(client, fake_sso, pilot):
+    start = client.get("/esi/login/", {"next": "/somewhere/?a=1"})
+    back = to_sso_and_back(client, start, fake_sso)
+    assert back["Location"].startswith("/somewhere/?a=1&esi_flow=")
+
+
+@pytest.mark.parametrize("scopes", ["x" * 500, "a\x00b", " ".join(f"s{i}" for i in range(200))])
+def test_login_link_with_absurd_scopes(client, scopes):
+    _error_page(client.get("/esi/login/", {"scopes": scopes}), 400, "not valid")

@@ -75,6 +75,7 @@ class FakeEveSSO:
         access_token_lifetime: int = 1199,
         latency: float = 0.0,
         refresh_token_mode: str = "same",
+        issuer: str | None = None,
     ) -> None:
         if refresh_token_mode not in REFRESH_TOKEN_MODES:
             raise ValueError(f"refresh_token_mode must be one of {REFRESH_TOKEN_MODES}")
@@ -82,6 +83,9 @@ class FakeEveSSO:
         self.client_id, self.client_secret = client_id, client_secret
         self.callback_url = callback_url
         self.access_token_lifetime = access_token_lifetime
+        # The JWTs' "iss"; default base_url. Benchmarks set EVE's own, so that clients
+        # which accept only EVE's issuer (django-esi) can be measured against this server.
+        self.issuer = issuer
         # Settable at any time; reset() restores the constructor's values.
         self._defaults = {"latency": latency, "refresh_token_mode": refresh_token_mode}
         self.latency = latency
@@ -144,6 +148,7 @@ class FakeEveSSO:
             "ESI_SSO_CLIENT_SECRET": self.client_secret,
             "ESI_SSO_CALLBACK_URL": self.callback_url,
             "ESI_CHARACTER_PORTRAIT_URL": self.base_url + "/characters/{character_id}/portrait",
+            **({"ESI_SSO_ISSUERS": [self.issuer]} if self.issuer else {}),
         }
 
     # -- characters --------------------------------------------------------------------
@@ -245,7 +250,7 @@ class FakeEveSSO:
             scopes=normalise_scopes(scopes),
             client_id=self.client_id,
             audience=audience,
-            issuer=issuer if issuer is not None else self.base_url,
+            issuer=issuer if issuer is not None else (self.issuer or self.base_url),
             expires_in=self.access_token_lifetime if expires_in is None else expires_in,
             kid=kid,
             sub=sub,

@@ -732,3 +732,15 @@ def test_cli_starts_and_answers():
         assert process.wait(timeout=10) == 0
         process.stdout.close()
         process.stderr.close()
+
+
+def test_a_custom_issuer_is_used_and_announced_in_settings():
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    with FakeEveSSO(issuer="https://login.eveonline.com") as custom:
+        custom.add_character(90000001, "Issuer Test")
+        token = custom.mint_access_token(90000001)
+        claims = jwt.decode(token, KeySet.import_key_set(custom.jwks)).claims
+        assert claims["iss"] == "https://login.eveonline.com"
+        assert custom.settings()["ESI_SSO_ISSUERS"] == ["https://login.eveonline.com"]

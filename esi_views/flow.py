@@ -14,6 +14,7 @@ a token of another user, a selection payload of another session are refused.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 Kind = CallbackRedirect.Kind
 FLOW_PARAM = "esi_flow"
+# What our flow keys look like (authlib's state, get_random_string): anything else is
+# refused before it reaches the database (PostgreSQL rejects NUL bytes with an error).
+_FLOW_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _SELECTION_SALT = "esi_views.flow.selection"
 
 
@@ -68,7 +72,7 @@ def _session_key(request: HttpRequest, *, create: bool = False) -> str | None:
 
 def safe_return_url(request: HttpRequest, url: str | None) -> str:
     """``url`` if it stays on this site, else ``/``."""
-    if url and url_has_allowed_host_and_scheme(
+    if url and url.isprintable() and url_has_allowed_host_and_scheme(
         url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return url
@@ -130,9 +134,9 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
     another user, too few scopes, too old, no longer valid) is ignored: the view then
     goes through the flow again.
     """
-    key = request.GET.get(FLOW_PARAM)
+    key = request.GET.get(FLOW_PARAM, "")
     session_key = request.session.session_key
-    if not key or not session_key:
+    if not _FLOW_KEY.fullmatch(key) or not session_key:
         return None
     record = (
         _fresh(CallbackRedirect.objects.select_related("token"))
@@ -183,6 +187,8 @@ def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     state, code = request.GET.get("state"), request.GET.get("code")
     if not state:
         raise FlowError(400, "Incomplete answer", "The EVE SSO's answer carries no state.")
+    if not _FLOW_KEY.fullmatch(state):
+        raise FlowError(400, "Unknown login attempt", "This login attempt is unknown.")
     record = CallbackRedirect.objects.filter(state=state).first()
     if record is None:
         raise FlowError(400, "Unknown login attempt",

@@ -281,3 +281,22 @@ def test_login_link_returns_to_an_internal_page(client, fake_sso, pilot):
 @pytest.mark.parametrize("scopes", ["x" * 500, "a\x00b", " ".join(f"s{i}" for i in range(200))])
 def test_login_link_with_absurd_scopes(client, scopes):
     _error_page(client.get("/esi/login/", {"scopes": scopes}), 400, "not valid")
+
+
+# -- bytes a database cannot store --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["state", "code"])
+def test_nul_bytes_in_the_callback(client, pilot, field):
+    state = state_of(client.get(TOKEN_URL))
+    params = {"state": state, "code": "abc", field: "a\x00b"}
+    response = client.get("/esi/callback/", params)
+    assert response.status_code == 400
+
+
+def test_nul_bytes_in_a_flow_key_or_return_url(client, fake_sso, pilot):
+    response = client.get(TOKEN_URL, {"esi_flow": "a\x00b"})
+    assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
+    start = client.get("/esi/login/", {"next": "/ok/\x00/"})
+    back = to_sso_and_back(client, start, fake_sso)
+    assert back["Location"].startswith("/?esi_flow=")

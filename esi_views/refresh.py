@@ -8,6 +8,10 @@ calls run in parallel (``ESI_REFRESH_CONCURRENCY``) while the locks are held; on
 the calls run in threads, all database work stays on the caller's connection, so
 this works inside ``ATOMIC_REQUESTS`` and test transactions alike.
 
+With ``skip_locked=True`` (used by cleanup) tokens that another process or thread
+holds the lock on are not waited for: they are left alone and listed in
+``RefreshReport.skipped_locked``.
+
 Outcomes: refreshed; dead (``invalid_grant``, ``invalid_token``, owner changed, no
 refresh token) -> deleted; transient -> kept untouched; a configuration error is
 raised after the rest has been saved.
@@ -58,6 +62,8 @@ class RefreshReport:
     dead: list[tuple[Token, TokenDeadError]] = field(default_factory=list)
     transient: list[tuple[Token, SSOTransientError]] = field(default_factory=list)
     other: list[tuple[Token, SSOError]] = field(default_factory=list)
+    # skip_locked=True only: ids locked by someone else (or deleted meanwhile), untouched.
+    skipped_locked: list[int] = field(default_factory=list)
 
     @property
     def usable(self) -> list[Token]:
@@ -73,6 +79,8 @@ class RefreshReport:
         for failed, error in (*self.dead, *self.transient, *self.other):
             if failed.pk == token.pk:
                 raise error
+        if token.pk in self.skipped_locked:
+            raise SSOTransientError("The token is being refreshed by someone else.")
         raise TokenGoneError("The token no longer exists.")
 
 
@@ -82,12 +90,25 @@ _STRIPES = [threading.Lock() for _ in range(256)]
 
 
 @contextlib.contextmanager
-def _process_locks(ids: Iterable[int]) -> Iterator[None]:
+def _process_locks(ids: Iterable[int], skip_locked: bool = False) -> Iterator[set[int]]:
+    """Hold the stripes of ``ids``; yields the ids whose stripe is held.
+
+    Blocking: every stripe, in a fixed order (no deadlock). ``skip_locked``: only the
+    stripes free right now (a non-blocking acquire cannot deadlock either).
+    """
+    ids = list(ids)
     stripes = sorted({pk % len(_STRIPES) for pk in ids})  # fixed order: no deadlock
     with contextlib.ExitStack() as stack:
+        held = set()
         for index in stripes:
-            stack.enter_context(_STRIPES[index])
-        yield
+            if skip_locked:
+                if _STRIPES[index].acquire(blocking=False):
+                    stack.callback(_STRIPES[index].release)
+                    held.add(index)
+            else:
+                stack.enter_context(_STRIPES[index])
+                held.add(index)
+        yield {pk for pk in ids if pk % len(_STRIPES) in held}
 
 
 _executors: dict[int, ThreadPoolExecutor] = {}
@@ -118,8 +139,14 @@ def _call_all(tokens: list[Token]) -> list[sso.TokenResponse | SSOError]:
     return list(_pool().map(_call_sso, tokens))
 
 
-def refresh_tokens(tokens: Iterable[Token], *, force: bool = False) -> RefreshReport:
-    """Refresh the tokens that are (still) expired, or all of them with ``force``."""
+def refresh_tokens(
+    tokens: Iterable[Token], *, force: bool = False, skip_locked: bool = False
+) -> RefreshReport:
+    """Refresh the tokens that are (still) expired, or all of them with ``force``.
+
+    ``skip_locked``: do not wait for tokens someone else is refreshing; they are
+    reported in ``skipped_locked`` and left untouched (no SSO call, no deletion).
+    """
     from .models import Token
 
     ids = sorted({token.pk for token in tokens})
@@ -127,8 +154,12 @@ def refresh_tokens(tokens: Iterable[Token], *, force: bool = False) -> RefreshRe
     if not ids:
         return report
     config_error: SSOConfigurationError | None = None
-    with _process_locks(ids), transaction.atomic():
-        locked = list(Token.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+    with _process_locks(ids, skip_locked) as held, transaction.atomic():
+        rows = Token.objects.select_for_update(skip_locked=skip_locked and _can_skip_locked())
+        locked = list(rows.filter(pk__in=sorted(held)).order_by("pk"))
+        if skip_locked:
+            got = {token.pk for token in locked}
+            report.skipped_locked = [pk for pk in ids if pk not in got]
         due = [token for token in locked if force or token.expired]
         report.already_fresh = [token for token in locked if not (force or token.expired)]
         now = timezone.now()
@@ -156,6 +187,17 @@ def refresh_tokens(tokens: Iterable[Token], *, force: bool = False) -> RefreshRe
     if config_error is not None:
         raise config_error
     return report
+
+
+def _can_skip_locked() -> bool:
+    # Backends without SELECT ... FOR UPDATE (SQLite) ignore the lock entirely; the
+    # in-process stripes are what is skipped there.
+    from django.db import connections, router
+
+    from .models import Token
+
+    features = connections[router.db_for_write(Token)].features
+    return bool(features.has_select_for_update and features.has_select_for_update_skip_locked)
 
 
 def _log(report: RefreshReport) -> None:

@@ -21,149 +21,23 @@ mints tokens with EVE's real issuer, which django-esi hard-codes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from multiprocessing.managers import BaseManager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+from bench import common  # noqa: E402  (needs ROOT on sys.path)
+
 RESULTS = ROOT / "bench" / "results" / "cleanup.md"
 LATENCY = 0.02
-EVE_ISSUER = "login.eveonline.com"
-
-
-def _ensure_database() -> None:
-    import dj_database_url
-    import psycopg
-
-    from bench import settings
-
-    db = dj_database_url.parse(settings.DATABASE_URL)
-    params = {"host": db["HOST"], "port": db["PORT"] or 5432, "user": db["USER"],
-              "password": db["PASSWORD"] or None}
-    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              [db["NAME"]]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
-
-
-def _setup() -> None:
-    import django
-
-    django.setup()
-
-
-class _EveIssuerSSO:
-    """A FakeEveSSO in its own process (so its JWT signing does not share our GIL),
-    minting tokens with EVE's real issuer; driven through a multiprocessing proxy."""
-
-    def __init__(self) -> None:
-        from esi_views.testing import FakeEveSSO
-
-        class EveIssuerFakeSSO(FakeEveSSO):
-            def mint_access_token(self, character_id, scopes=(), **kwargs):
-                kwargs["issuer"] = kwargs.get("issuer") or EVE_ISSUER
-                return super().mint_access_token(character_id, scopes, **kwargs)
-
-        self.sso = EveIssuerFakeSSO(latency=0.0).start()
-
-    def base_url(self) -> str:
-        return self.sso.base_url
-
-    def settings(self) -> dict:
-        return self.sso.settings()
-
-    def set_latency(self, seconds: float) -> None:
-        self.sso.latency = seconds
-
-    def refresh_calls(self) -> int:
-        return self.sso.calls["token:refresh_token"]
-
-    def characters(self) -> list:
-        return self.sso.characters
-
-    def add_character(self, character_id: int, name: str, owner_hash=None):
-        return self.sso.add_character(character_id, name, owner_hash)
-
-    def select_character(self, character_id: int) -> None:
-        self.sso.select_character(character_id)
-
-    def revoke_all(self, character_id: int) -> None:
-        self.sso.revoke_all(character_id)
-
-    def stop(self) -> None:
-        self.sso.stop()
-
-
-class _Manager(BaseManager):
-    pass
-
-
-_Manager.register("EveIssuerSSO", _EveIssuerSSO)
-
-
-class _Fake:
-    """The parent's handle: what the benchmark and esi_views.testing.logins use."""
-
-    def __init__(self, proxy) -> None:
-        self._proxy = proxy
-        self.base_url = proxy.base_url()
-
-    @property
-    def characters(self) -> list:
-        return self._proxy.characters()
-
-    @property
-    def refresh_calls(self) -> int:
-        return self._proxy.refresh_calls()
-
-    def __getattr__(self, name):
-        return getattr(self._proxy, name)
-
-
-@contextlib.contextmanager
-def _fake_sso():
-    with _Manager() as manager:
-        proxy = manager.EveIssuerSSO()
-        try:
-            yield _Fake(proxy)
-        finally:
-            proxy.stop()
-
-
-def _point_at(fake) -> None:
-    from django.conf import settings
-    from esi import app_settings as esi_app_settings
-
-    from esi_views.conf import esi_settings
-    from esi_views.jwks import clear_jwks_cache
-
-    for name, value in fake.settings().items():
-        setattr(settings, name, value)
-    esi_settings.reload()
-    clear_jwks_cache()
-    esi_app_settings.ESI_TOKEN_URL = f"{fake.base_url}/v2/oauth/token"
-    esi_app_settings.ESI_TOKEN_JWK_SET_URL = f"{fake.base_url}/oauth/jwks"
-
-
-def _seed_token(fake, user):
-    """One real token (code exchange at the fake): its refresh token serves every copy."""
-    from esi_views.testing.logins import create_token
-
-    return create_token(fake, user=user, character_id=90000001, character_name="Bench Pilot",
-                        scopes=["esi-skills.read_skills.v1"])
 
 
 # -- (a) refresh throughput ------------------------------------------------------------------
@@ -344,7 +218,7 @@ def bench_million(fake, seed, rows: int) -> dict:
     before = fake.refresh_calls
     env = {**os.environ, "BENCH_ROOT": str(ROOT),
            "BENCH_SETTINGS": json.dumps({**fake.settings(),
-                                         "ESI_SSO_ISSUERS": [EVE_ISSUER]})}
+                                         "ESI_SSO_ISSUERS": [common.EVE_ISSUER]})}
     done = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                           text=True, check=False)
     fake.set_latency(0.0)
@@ -359,31 +233,6 @@ def bench_million(fake, seed, rows: int) -> dict:
 # -- report ------------------------------------------------------------------------------------
 
 
-def _machine() -> str:
-    from django.db import connection
-
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as meminfo:
-        mem_kb = int(meminfo.readline().split()[1])
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        pg = cursor.fetchone()[0]
-    from importlib.metadata import version
-
-    import django
-
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GB RAM, "
-            f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-            f"Django {django.get_version()}, PostgreSQL {pg}, django-esi "
-            f"{version('django-esi')}, ESI_REFRESH_CONCURRENCY="
-            f"{__import__('esi_views.conf').conf.esi_settings.REFRESH_CONCURRENCY}")
-
-
 def write_markdown(refresh: dict, million: dict, count: int, repeat: int) -> str:
     ours_c, ours_b, theirs = (refresh["ours_cleanup"], refresh["ours_bulk"],
                               refresh["theirs_bulk"])
@@ -393,7 +242,7 @@ def write_markdown(refresh: dict, million: dict, count: int, repeat: int) -> str
     out = io.StringIO()
     w = out.write
     w("# Cleanup benchmark\n\n")
-    w(f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()}.\n")
+    w(f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {common.machine()}.\n")
     w("Command: `.venv-bench/bin/python bench/cleanup.py` (see bench/cleanup.py).\n\n")
     w(f"## (a) Refreshing {count:,} expired tokens, fake SSO latency {LATENCY * 1000:.0f} ms\n\n")
     w(f"Median of {repeat} runs, all in one process and one run of the script.\n\n")
@@ -437,19 +286,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-million", action="store_true")
     args = parser.parse_args(argv)
-    _ensure_database()
-    _setup()
+    common.ensure_database()
+    common.setup_django()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    with _fake_sso() as fake:
-        _point_at(fake)
+    with common.fake_sso() as fake:
+        common.point_at(fake)
         from esi_views.models import Token
 
         Token.objects.all().delete()
+        common.vacuum("esi_views_token", "esi_views_token_scopes", "esi_token")
         user, _ = get_user_model().objects.get_or_create(username="bench")
-        seed = _seed_token(fake, user)
+        seed = common.seed_token(fake, user)
         print("(a) refresh throughput", file=sys.stderr)
         refresh = bench_refresh(fake, seed, args.refresh, args.repeat)
         million = None

@@ -113,7 +113,15 @@ def user_tokens(user: Any, scopes: ScopesArg) -> TokenQuerySet:
 
 def selectable_tokens(user: Any, scopes: ScopesArg) -> list[Token]:
     """One valid token per character (the most recently refreshed), scopes prefetched."""
-    tokens = user_tokens(user, scopes).prefetch_related("scopes").order_by("-updated", "-pk")
+    if user is None or not user.is_authenticated:
+        return []
+    tokens = (
+        Token.objects.filter(user=user)
+        .require_scopes(scopes)
+        .prefetch_related("scopes")
+        .order_by("-updated", "-pk")
+        .require_valid()
+    )
     by_character: dict[int, Token] = {}
     for token in tokens:
         by_character.setdefault(token.character_id, token)
@@ -263,7 +271,18 @@ def render_selection(
         "sk": request.session.session_key,
     }
     context = {
-        "tokens": [(token, portrait_url(token.character_id)) for token in tokens],
+        # Plain values: the template renders 100 characters without a query or a loop
+        # over each token's scopes.
+        "characters": [
+            {
+                "token_id": token.pk,
+                "character_id": token.character_id,
+                "name": token.character_name,
+                "portrait": portrait_url(token.character_id),
+                "scopes": ", ".join(sorted(s.name for s in token.scopes.all())) or "no scopes",
+            }
+            for token in tokens
+        ],
         "flow": signing.dumps(payload, salt=_SELECTION_SALT, compress=True),
         "scopes": sorted(normalize_scopes(scopes)),
         "select_url": reverse("esi_views:select"),

@@ -77,16 +77,26 @@ class TokenQuerySet(models.QuerySet):
         """Refresh the expired ones (in parallel, under per-token locks) and keep the usable.
 
         Dead tokens are deleted; tokens whose refresh failed transiently are kept in the
-        database but left out of the result. Evaluates this queryset.
+        database but left out of the result. Evaluates this queryset once; the result
+        comes already evaluated (same order, same prefetched relations).
         """
         from .refresh import refresh_tokens
 
         tokens = list(self)
-        usable = [t.pk for t in tokens if not t.expired]
         expired = [t for t in tokens if t.expired]
         if expired:
-            usable += [t.pk for t in refresh_tokens(expired).usable]
-        return self.filter(pk__in=usable)
+            report = refresh_tokens(expired)
+            refreshed = {t.pk: t for t in report.usable}
+            for token in expired:
+                if token.pk in refreshed:
+                    report.raise_for(token)  # copies the new values onto our instance
+            tokens = [t for t in tokens if not t.expired or t.pk in refreshed]
+        result = self.filter(pk__in=[t.pk for t in tokens])
+        # Hand back the rows we already hold (and their prefetched relations) instead of
+        # querying again; any further filtering on the result queries as usual.
+        result._result_cache = tokens
+        result._prefetch_done = True
+        return result
 
     def bulk_refresh(self) -> TokenQuerySet:
         """Refresh every token now; returns those refreshed. Dead ones are deleted."""

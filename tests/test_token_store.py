@@ -60,7 +60,18 @@ def test_keys_rotate_first_encrypts_all_decrypt(esi_token, user, settings):
     assert Token.objects.get(pk=token.pk).access_token == plain
     settings.ESI_TOKEN_ENCRYPTION_KEYS = ["old-key"]
     with pytest.raises(TokenDecryptionError, match="ESI_TOKEN_ENCRYPTION_KEYS"):
-        Token.objects.get(pk=token.pk)
+        Token.objects.get(pk=token.pk).access_token  # noqa: B018
+
+
+def test_decryption_is_lazy_so_listing_tokens_needs_no_key(esi_token, user, settings):
+    token = esi_token(user, character_name="Listed Pilot")
+    settings.ESI_TOKEN_ENCRYPTION_KEYS = ["a-key-that-never-encrypted-anything"]
+    listed = Token.objects.get(pk=token.pk)
+    assert listed.character_name == "Listed Pilot"
+    listed.save()  # an untouched secret is written back exactly as stored
+    settings.ESI_TOKEN_ENCRYPTION_KEYS = None
+    del settings.ESI_TOKEN_ENCRYPTION_KEYS
+    assert Token.objects.get(pk=token.pk).access_token == token.access_token
 
 
 def test_default_key_follows_secret_key_fallbacks(esi_token, user, settings):

@@ -27,7 +27,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Done: {total} rows re-encrypted."))
 
     def _rotate(self, model, fields: list[str], batch_size: int) -> int:
-        # Loading decrypts with any configured key; saving encrypts with the first.
         count, last_pk = 0, 0
         while True:
             with transaction.atomic():
@@ -39,6 +38,11 @@ class Command(BaseCommand):
                 )
                 if not batch:
                     return count
+                for row in batch:
+                    for name in fields:
+                        # Reading decrypts (any key); assigning plaintext makes the save
+                        # encrypt it again with the first key.
+                        setattr(row, name, getattr(row, name))
                 model.objects.bulk_update(batch, fields)
             count += len(batch)
             last_pk = batch[-1].pk

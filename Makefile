@@ -15,6 +15,25 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks against django-esi 10 (from PyPI) in their own venv, same services, same
+# run; each writes its markdown to bench/results/. Needs PostgreSQL and Redis.
+BENCH_VENV := .venv-bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet 'django-esi==10.*' limits \
+		'psycopg[binary]>=3.2' dj-database-url -e '.[celery,drf]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BENCH_VENV)/bin/python bench/ratelimit.py --output bench/results/ratelimit.md
+	$(BENCH_VENV)/bin/python bench/refresh.py
+	$(BENCH_VENV)/bin/python bench/views.py
+	$(BENCH_VENV)/bin/python bench/cleanup.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

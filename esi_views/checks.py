@@ -45,3 +45,55 @@ def check_contact_email(app_configs=None, **kwargs):
             id="esi_views.W002",
         )
     ]
+
+
+REDIS_CACHE_BACKENDS = (
+    "django.core.cache.backends.redis.RedisCache",
+    "django_redis.cache.RedisCache",
+)
+
+
+@register()
+def check_rate_limit_redis(app_configs=None, **kwargs):
+    """rate_limited_task coordinates workers through Redis; a per-process cache cannot."""
+    from .conf import esi_settings
+    from .ratelimit import registered_tasks
+
+    url = esi_settings.RATE_LIMIT_REDIS_URL
+    if url:
+        if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
+            return []
+        return [
+            Error(
+                f"ESI_RATE_LIMIT_REDIS_URL {url!r} is not a Redis URL.",
+                hint="Use redis://host:port/db, rediss://... or unix:///path/to/socket.",
+                id="esi_views.E011",
+            )
+        ]
+    alias = esi_settings.RATE_LIMIT_CACHE_ALIAS
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if backend in REDIS_CACHE_BACKENDS:
+        return []
+    hint = (
+        "Set ESI_RATE_LIMIT_REDIS_URL (e.g. 'redis://127.0.0.1:6379/1') or make the "
+        f"{alias!r} cache django.core.cache.backends.redis.RedisCache (or django-redis)."
+    )
+    message = (
+        f"rate_limited_task needs Redis, but the {alias!r} cache is "
+        f"{backend or 'not configured'}: each worker would keep its own limit."
+    )
+    if registered_tasks:
+        return [Error(message, hint=hint, id="esi_views.E010")]
+    # No limited task imported (yet): maybe the site does not use it. Without Celery it
+    # cannot; with Celery, say so anyway (task modules are often imported only by workers).
+    from importlib.util import find_spec
+
+    if find_spec("celery") is None:
+        return []
+    return [
+        Warning(
+            message,
+            hint=hint + " Silence esi_views.W010 if you do not use rate_limited_task.",
+            id="esi_views.W010",
+        )
+    ]

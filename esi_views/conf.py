@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # Longest countdown given to one retry. Redis/SQS brokers redeliver messages held
     # longer than their visibility timeout (1 h by default), so a longer wait is split.
     "RATE_LIMIT_MAX_COUNTDOWN": 1800,
+    # Waits up to this many seconds are slept through in the worker instead of retried:
+    # cheaper than a broker round trip, and exact where ETAs are not.
+    "RATE_LIMIT_MAX_SLEEP": 0.25,
     # Upper bound (seconds) of the backoff while the limiter's Redis is unreachable.
     "RATE_LIMIT_BACKOFF_MAX": 60,
     # Cleanup (esi_views.cleanup / esi_views.tasks / manage.py esi_cleanup).

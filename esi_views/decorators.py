@@ -1,0 +1,77 @@
+"""Decorators for function views and Celery tasks.
+
+The view decorators are thin: each builds a class-based view from the matching mixin
+(as DRF's ``@api_view`` builds an APIView), so a decorated function and a mixin view
+behave the same in every case. The token arrives as the second argument:
+
+    @token_required(scopes="esi-characters.read_medals.v1")
+    def medals(request, token): ...
+
+    @tokens_required(scopes=["esi-location.read_ship_type.v1"])
+    def fleet(request, tokens): ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.views import View
+
+from .mixins import BaseTokenMixin, SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
+from .ratelimit import rate_limited_task
+from .scopes import ScopesArg
+
+__all__ = ["rate_limited_task", "single_use_token", "token_required", "tokens_required"]
+
+ViewFunction = Callable[..., HttpResponse]
+
+
+def _view_from_mixin(
+    mixin: type[BaseTokenMixin], attribute: str, scopes: ScopesArg, new: bool
+) -> Callable[[ViewFunction], ViewFunction]:
+    def decorator(view_func: ViewFunction) -> ViewFunction:
+        def handle(self: View, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return view_func(request, getattr(self, attribute), *args, **kwargs)
+
+        # A function view answers every method itself; the class just passes them on.
+        methods = {name: handle for name in View.http_method_names}
+        view_class = type(
+            view_func.__name__,
+            (mixin, View),
+            {
+                "scopes": scopes,
+                "new_token": new,
+                "__module__": view_func.__module__,
+                "__qualname__": f"{view_func.__qualname__}.<{mixin.__name__}>",
+                **methods,
+            },
+        )
+        view = view_class.as_view()
+        functools.update_wrapper(view, view_func)
+        return view
+
+    return decorator
+
+
+def token_required(scopes: ScopesArg = "", new: bool = False) -> Callable[[ViewFunction],
+                                                                          ViewFunction]:
+    """One token, chosen by the user or freshly obtained: ``view(request, token, ...)``."""
+    return _view_from_mixin(TokenRequiredMixin, "token", scopes, new)
+
+
+def tokens_required(scopes: ScopesArg = "", new: bool = False) -> Callable[[ViewFunction],
+                                                                           ViewFunction]:
+    """All the user's valid tokens with the scopes: ``view(request, tokens, ...)``."""
+    return _view_from_mixin(TokensRequiredMixin, "tokens", scopes, new)
+
+
+def single_use_token(scopes: ScopesArg = "", new: bool = False) -> Callable[[ViewFunction],
+                                                                            ViewFunction]:
+    """A token for this view and session only, no login needed: ``view(request, token, ...)``.
+
+    ``new`` is accepted for symmetry; a single-use token is always new.
+    """
+    return _view_from_mixin(SingleUseTokenMixin, "token", scopes, new)

@@ -1,0 +1,324 @@
+"""``rate_limited_task``: one limiter shared by every worker, exact at any rate, fair in bursts.
+
+Each check is one Lua script run in Redis (one round trip). Time comes from Redis
+``TIME`` so workers with skewed clocks agree. A bucket is one sorted set:
+
+- ``~last``: when the last task was admitted (microseconds),
+- ``~next``: the first time nobody has claimed yet,
+- every other member: a task id, scored with the slot it reserved.
+
+A task arriving with no reservation runs if the bucket is free, otherwise it reserves
+the next free slot and is retried for then. Returning at or after its slot it runs,
+unless someone ran less than one interval ago (a late arrival took the gap): then it
+keeps its slot and waits the remainder. Nothing is ever admitted within one interval of
+the previous admission, so the spacing holds whatever the arrival pattern.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from hashlib import sha1
+from typing import Any, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import esi_settings
+from .exceptions import EsiError
+
+__all__ = [
+    "InvalidRateError",
+    "Rate",
+    "RateLimitUsageError",
+    "RateLimiterUnavailableError",
+    "acquire",
+    "bucket_key",
+    "get_redis",
+    "parse_rate",
+    "rate_limited_task",
+]
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
+# Reservations and bookkeeping older than this are purged (a task that never came back).
+# Never below one interval, or a still-relevant "~last" could be purged.
+MIN_GRACE_US = 300 * 1_000_000
+
+# Names of every function decorated in this process (read by the system check).
+registered_tasks: set[str] = set()
+
+
+class InvalidRateError(EsiError, ValueError):
+    """The rate string is not ``"N/window"`` with a positive N and a unit of s, m, h or d."""
+
+
+class RateLimitUsageError(EsiError, TypeError):
+    """``rate_limited_task`` was applied to something it cannot limit."""
+
+
+class RateLimiterUnavailableError(EsiError):
+    """Redis did not answer, so the limit could not be checked (eager calls only)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    window_seconds: int
+
+    @property
+    def interval_us(self) -> int:
+        # Rounded up: a spacing a microsecond too long is harmless, too short is not.
+        return -(-self.window_seconds * 1_000_000 // self.count)
+
+    @property
+    def interval_seconds(self) -> float:
+        return self.interval_us / 1_000_000
+
+
+def parse_rate(rate: str) -> Rate:
+    """``"10/s"``, ``"100/m"``, ``"1/15m"``, ``"500/h"``, ``"2/d"`` -> :class:`Rate`."""
+    match = _RATE_RE.match(rate) if isinstance(rate, str) else None
+    if not match:
+        raise InvalidRateError(
+            f"Invalid rate {rate!r}: expected 'N/window' such as '10/s', '100/m' or '1/15m' "
+            "(N a positive integer, window an optional number followed by s, m, h or d)."
+        )
+    count, multiplier, unit = int(match[1]), int(match[2] or 1), match[3]
+    if count < 1 or multiplier < 1:
+        raise InvalidRateError(f"Invalid rate {rate!r}: the count and window must be above 0.")
+    return Rate(count, multiplier * UNIT_SECONDS[unit])
+
+
+def bucket_key(task_name: str, values: dict[str, Any] | None = None) -> str:
+    """The Redis key of a bucket: one per task, or per combination of ``keys`` values."""
+    key = f"{esi_settings.RATE_LIMIT_KEY_PREFIX}{task_name}"
+    if values:
+        # JSON with sorted names: 1 and "1" differ, the order of ``keys`` does not.
+        part = json.dumps(values, sort_keys=True, default=repr, separators=(",", ":"))
+        if len(part) > 200:  # keep keys short whatever the arguments are
+            part = "sha1:" + sha1(part.encode(), usedforsecurity=False).hexdigest()
+        key = f"{key}:{part}"
+    return key
+
+
+_LUA = """
+local function num(v) if v then return tonumber(v) end return nil end
+local interval, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = redis.call('ZMSCORE', KEYS[1], ARGV[1], '~last', '~next')
+local slot, last, nxt = num(s[1]), num(s[2]), num(s[3]) or 0
+local free_after_last = last and (last + interval) or 0
+local admit, wait
+if slot then
+  admit = now >= slot and now >= free_after_last
+  if not admit then wait = math.max(slot, free_after_last) - now end
+else
+  local free = math.max(nxt, free_after_last)
+  admit = now >= free
+  if not admit then
+    wait = free - now
+    nxt = free + interval
+    redis.call('ZADD', KEYS[1], free, ARGV[1], nxt, '~next')
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - grace)
+  end
+end
+if admit then
+  nxt = math.max(nxt, now + interval)
+  redis.call('ZADD', KEYS[1], now, '~last', nxt, '~next')
+  if slot then redis.call('ZREM', KEYS[1], ARGV[1]) end
+  wait = 0
+end
+redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(nxt, now) - now + grace) / 1000))
+return {admit and 1 or 0, wait}
+"""
+
+_script_lock = threading.Lock()
+_script: Any = None
+_url_clients: dict[str, Any] = {}
+
+
+def acquire(client: Any, key: str, token: str, rate: Rate) -> float:
+    """Admit ``token`` to bucket ``key`` now (return 0.0) or say how many seconds to wait.
+
+    A refusal reserves a slot for ``token``: ask again with the same token after the
+    returned delay. Raises ``redis.RedisError`` when Redis cannot be reached.
+    """
+    global _script
+    if _script is None:
+        with _script_lock:
+            if _script is None:
+                # EVALSHA, falling back to loading the script when Redis lost it.
+                _script = client.register_script(_LUA)
+    grace_us = max(MIN_GRACE_US, 2 * rate.interval_us)
+    admitted, wait_us = _script(keys=[key], args=[token, rate.interval_us, grace_us], client=client)
+    return 0.0 if admitted else max(int(wait_us), 1) / 1_000_000
+
+
+def get_redis() -> Any:
+    """The client to coordinate on: ``ESI_RATE_LIMIT_REDIS_URL``, else a Redis Django cache."""
+    url = esi_settings.RATE_LIMIT_REDIS_URL
+    if url:
+        client = _url_clients.get(url)
+        if client is None:
+            import redis
+
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30
+            )
+            _url_clients[url] = client
+        return client
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches[esi_settings.RATE_LIMIT_CACHE_ALIAS]
+    if isinstance(cache, RedisCache):
+        return cache._cache.get_client(write=True)
+    client_factory = getattr(getattr(cache, "client", None), "get_client", None)
+    if type(cache).__module__.startswith("django_redis") and client_factory:
+        return client_factory()
+    raise ImproperlyConfigured(
+        f"rate_limited_task needs Redis, but the {esi_settings.RATE_LIMIT_CACHE_ALIAS!r} cache is "
+        f"{type(cache).__module__}.{type(cache).__name__}. Set ESI_RATE_LIMIT_REDIS_URL or use "
+        "a Redis cache backend."
+    )
+
+
+_failures = 0  # consecutive Redis failures in this process, for the backoff
+
+
+def _redis_backoff() -> float:
+    # Exponential with jitter, so workers do not all come back at the same moment.
+    cap = float(esi_settings.RATE_LIMIT_BACKOFF_MAX)
+    return min(cap, 2.0 ** min(_failures, 16)) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def _check(key: str, token: str, rate: Rate) -> float:
+    """``acquire`` with this process's Redis; raises ``redis.RedisError`` if it is down."""
+    global _failures
+    try:
+        wait = acquire(get_redis(), key, token, rate)
+    except Exception as exc:
+        if _is_redis_error(exc):
+            _failures += 1
+        raise
+    _failures = 0
+    return wait
+
+
+def _wait_turn(key: str, token: str, rate: Rate, max_sleep: float) -> float:
+    """Sleep through waits up to ``max_sleep``; return 0.0 once admitted, else the wait.
+
+    A retry through the broker costs far more than a short sleep, and ETAs are only
+    precise to some milliseconds: a task back a little early, or just behind a late
+    neighbour, would otherwise take one more retry and start later still.
+    """
+    while True:
+        wait = _check(key, token, rate)
+        if wait == 0.0 or wait > max_sleep:
+            return wait
+        time.sleep(wait)
+
+
+def _is_redis_error(exc: BaseException) -> bool:
+    try:
+        from redis import RedisError
+    except ImportError:  # pragma: no cover - redis is required to get this far
+        return False
+    return isinstance(exc, RedisError)
+
+
+def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[[F], F]:
+    """Run the decorated bound Celery task at most ``rate`` times, across all workers.
+
+    Apply it below ``@app.task(bind=True)``. ``keys`` names arguments of the task: each
+    combination of their values gets its own bucket. Over the limit the task is retried
+    when its reserved turn comes, without using up ``max_retries``.
+    """
+    parsed = parse_rate(rate)
+    key_names = [keys] if isinstance(keys, str) else list(keys or [])
+
+    def decorator(func: F) -> F:
+        signature = inspect.signature(func)
+        params = list(signature.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if not params or params[0].kind not in positional or params[0].name != "self":
+            raise RateLimitUsageError(
+                f"{func.__qualname__}: rate_limited_task needs a bound task; its first "
+                "parameter must be 'self' and it must sit below @app.task(bind=True)."
+            )
+        names = {p.name for p in params[1:] if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+        takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        unknown = [k for k in key_names if k not in names and not takes_kwargs]
+        if unknown:
+            raise RateLimitUsageError(
+                f"{func.__qualname__}: keys {unknown} are not parameters of the task."
+            )
+        registered_tasks.add(f"{func.__module__}.{func.__qualname__}")
+
+        def key_values(task: Any, args: tuple, kwargs: dict) -> dict[str, Any] | None:
+            if not key_names:
+                return None
+            bound = signature.bind(task, *args, **kwargs)
+            bound.apply_defaults()
+            extra = next((bound.arguments[p.name] for p in params if p.kind is p.VAR_KEYWORD), {})
+            return {k: bound.arguments.get(k, extra.get(k)) for k in key_names}
+
+        @functools.wraps(func)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            request = getattr(self, "request", None)
+            if request is None or not callable(getattr(self, "retry", None)):
+                raise RateLimitUsageError(
+                    f"{func.__qualname__} was called with {type(self).__name__} as self: "
+                    "rate_limited_task only works on bound tasks, @app.task(bind=True)."
+                )
+            key = bucket_key(self.name, key_values(self, args, kwargs))
+            # The task id names the reservation: it survives retries.
+            token = request.id or uuid.uuid4().hex
+            if request.is_eager or request.called_directly:
+                # No queue to come back through: sleep until the reserved slot instead.
+                try:
+                    _wait_turn(key, token, parsed, max_sleep=math.inf)
+                except Exception as exc:
+                    if _is_redis_error(exc):
+                        raise RateLimiterUnavailableError(
+                            f"Cannot check the rate limit of {self.name}: {exc}"
+                        ) from exc
+                    raise
+                return func(self, *args, **kwargs)
+            try:
+                wait = _wait_turn(key, token, parsed, esi_settings.RATE_LIMIT_MAX_SLEEP)
+            except Exception as exc:
+                if not _is_redis_error(exc):
+                    raise
+                # Never run unchecked, never drop: come back later (without using a retry).
+                wait = _redis_backoff()
+                logger.warning(
+                    "Rate limiter Redis unavailable for %s (%s); retrying in %.1f s.",
+                    self.name, exc, wait,
+                )
+            if wait == 0.0:
+                return func(self, *args, **kwargs)
+            # Throttling is not a failure: give back the retry that retry() will count.
+            request.retries -= 1
+            raise self.retry(countdown=min(wait, float(esi_settings.RATE_LIMIT_MAX_COUNTDOWN)))
+
+        wrapper.rate = parsed  # type: ignore[attr-defined]
+        wrapper.rate_limit_keys = tuple(key_names)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

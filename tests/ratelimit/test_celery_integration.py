@@ -1,0 +1,216 @@
+"""Real Celery workers (two processes, Redis broker, not eager) against the limiter.
+
+CI (ESI_TEST_REDIS_URL) uses the real Redis: the broker on DB 14, the limiter and the
+records on the test DB. Without it, a fakeredis TCP server (with Lua) stands in; if that
+is impossible, a local ``redis-server`` binary; failing both, the test is skipped with
+the reason, or fails under ESI_TEST_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = 2
+TIMEOUT = 40.0
+
+
+def _with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+
+
+def _lua_works(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        return client.register_script("return redis.call('TIME')[1]")() is not None
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _fakeredis_server():
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address
+        yield f"redis://{host}:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _redis_server_binary():
+    binary = shutil.which("redis-server")
+    if not binary:
+        raise RuntimeError("no redis-server binary")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}"
+        for _ in range(50):
+            with contextlib.suppress(redis.ConnectionError):
+                if redis.Redis.from_url(url).ping():
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_urls():
+    """(broker URL, limiter URL)."""
+    if settings.REDIS_URL:
+        yield _with_db(settings.REDIS_URL, 14), settings.REDIS_URL
+        return
+    reasons = []
+    for name, factory in (("fakeredis TcpFakeServer", _fakeredis_server),
+                          ("redis-server binary", _redis_server_binary)):
+        try:
+            with factory() as base:
+                if not _lua_works(base + "/0"):
+                    raise RuntimeError("no Lua/EVALSHA support")
+                print(f"\nrate limit integration test: using {name} at {base}")
+                yield base + "/1", base + "/2"
+                return
+        except Exception as exc:  # try the next way to get a Redis
+            reasons.append(f"{name}: {exc}")
+    message = "No Redis with Lua for the Celery integration test: " + "; ".join(reasons)
+    if settings.REQUIRE_SERVICES:
+        pytest.fail(message)
+    print("\n" + message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def workers(redis_urls):
+    broker_url, limiter_url = redis_urls
+    prefix = f"esi-rl-it-{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(
+        ESI_RL_BROKER_URL=broker_url, ESI_RL_REDIS_URL=limiter_url, ESI_RL_PREFIX=prefix,
+        ESI_RL_MAX_COUNTDOWN="4", PYTHONPATH=str(ROOT),
+    )
+    for name in ("ESI_RL_BROKER_URL", "ESI_RL_REDIS_URL", "ESI_RL_PREFIX"):
+        os.environ[name] = env[name]
+    from tests.ratelimit import celery_app
+
+    queue = f"{prefix}-queue"
+    celery_app.app.conf.update(broker_url=broker_url, task_default_queue=queue)
+    records = redis.Redis.from_url(limiter_url)
+    log = tempfile.NamedTemporaryFile("w+", prefix="esi-rl-workers-", suffix=".log")  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.ratelimit.celery_app", "worker",
+             "-P", "threads", "-c", "4", "-Q", queue, "-n", f"w{i}-{prefix}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        for i in range(WORKERS)
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        while records.scard(f"{prefix}:ready") < WORKERS:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                log.seek(0)
+                pytest.fail(f"Celery workers did not start:\n{log.read()[-4000:]}")
+            time.sleep(0.1)
+        yield celery_app, records, prefix, queue
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log.close()
+        for url in (limiter_url, broker_url):
+            client = redis.Redis.from_url(url)
+            keys = list(client.scan_iter(match=f"*{prefix}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+        records.close()
+
+
+def runs(records, prefix, kind):
+    return sorted(
+        (json.loads(raw) for raw in records.lrange(f"{prefix}:runs:{kind}", 0, -1)),
+        key=lambda run: run["t"],
+    )
+
+
+def gaps(entries):
+    return [b["t"] - a["t"] for a, b in itertools.pairwise(entries)]
+
+
+def test_real_workers_keep_the_spacing_fairly(workers):
+    celery_app, records, prefix, queue = workers
+    started = time.monotonic()
+    for n in range(20):
+        celery_app.spaced.apply_async((n,), queue=queue)
+    for n in range(4):
+        celery_app.strict.apply_async((n,), queue=queue)
+    for _ in range(3):
+        celery_app.per_corp.apply_async((1, 100), queue=queue)  # corp by position
+        celery_app.per_corp.apply_async(kwargs={"corp_id": 2}, queue=queue)  # by keyword
+    expected = {"spaced": 20, "strict": 4, "corp1": 3, "corp2": 3}
+    while any(records.llen(f"{prefix}:runs:{k}") < n for k, n in expected.items()):
+        assert time.monotonic() - started < TIMEOUT, {
+            k: records.llen(f"{prefix}:runs:{k}") for k in expected
+        }
+        time.sleep(0.1)
+    time.sleep(0.5)  # nothing runs twice
+    retries = {k.decode(): int(v) for k, v in records.hgetall(f"{prefix}:retries").items()}
+    report = {}
+
+    spaced = runs(records, prefix, "spaced")
+    assert sorted(r["n"] for r in spaced) == list(range(20))
+    assert min(gaps(spaced)) >= 0.200 - 0.005, gaps(spaced)
+    spaced_retries = sum(retries.get(r["id"], 0) for r in spaced)
+    assert spaced_retries <= 2 * 20
+    report["spaced"] = (spaced_retries, round(spaced[-1]["t"] - spaced[0]["t"], 2))
+
+    strict = runs(records, prefix, "strict")
+    assert sorted(r["n"] for r in strict) == list(range(4))
+    assert all(r["retries"] == 0 for r in strict)  # throttling used none of max_retries=0
+    assert max(retries.get(r["id"], 0) for r in strict) >= 2  # one was throttled several times
+    assert min(gaps(strict)) >= 3.0 - 0.005
+
+    corp1, corp2 = runs(records, prefix, "corp1"), runs(records, prefix, "corp2")
+    assert min(gaps(corp1)) >= 0.5 - 0.005 and min(gaps(corp2)) >= 0.5 - 0.005
+    # Two buckets: the corps do not wait for each other.
+    assert abs(corp1[0]["t"] - corp2[0]["t"]) < 0.5
+    assert max(corp1[-1]["t"], corp2[-1]["t"]) - min(corp1[0]["t"], corp2[0]["t"]) < 2.0
+    print(f"\nthrottling retries, makespan (s): {report}; strict: "
+          f"{[retries.get(r['id'], 0) for r in strict]}")

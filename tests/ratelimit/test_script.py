@@ -1,0 +1,148 @@
+"""The Lua limiter against Redis (the real one in CI, fakeredis with Lua locally)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+
+import pytest
+
+from esi_views import ratelimit
+from esi_views.ratelimit import MIN_GRACE_US, acquire, parse_rate
+
+TEN = parse_rate("10/s")
+
+
+def score(client, key, member):
+    value = client.zscore(key, member)
+    return None if value is None else int(value)
+
+
+def test_first_call_is_admitted_then_a_burst_gets_consecutive_slots(redis_client, key_prefix):
+    key = key_prefix + "b"
+    assert acquire(redis_client, key, "t0", TEN) == 0.0
+    waits = [acquire(redis_client, key, f"t{i}", TEN) for i in range(1, 6)]
+    # Each waits one interval more than the one before (less the time the calls took).
+    for i, wait in enumerate(waits, start=1):
+        assert i * 0.1 - 0.05 < wait <= i * 0.1
+    slots = [score(redis_client, key, f"t{i}") for i in range(1, 6)]
+    assert [b - a for a, b in itertools.pairwise(slots)] == [TEN.interval_us] * 4
+    assert score(redis_client, key, "~next") == slots[-1] + TEN.interval_us
+
+
+def test_a_reservation_is_kept_when_back_early_and_admitted_on_time(redis_client, key_prefix):
+    key = key_prefix + "b"
+    rate = parse_rate("5/s")
+    assert acquire(redis_client, key, "a", rate) == 0.0
+    first_wait = acquire(redis_client, key, "b", rate)
+    slot = score(redis_client, key, "b")
+    time.sleep(first_wait / 2)
+    # Back too early (think: a countdown rounded down): not admitted, same slot.
+    early = acquire(redis_client, key, "b", rate)
+    assert 0 < early < first_wait
+    assert score(redis_client, key, "b") == slot
+    # A newcomer does not take the slot b holds.
+    assert acquire(redis_client, key, "c", rate) > early
+    time.sleep(early)
+    assert acquire(redis_client, key, "b", rate) == 0.0
+    assert score(redis_client, key, "b") is None  # the reservation is used up
+    assert score(redis_client, key, "~last") >= slot
+
+
+def test_a_late_arrival_never_shortens_the_spacing(redis_client, key_prefix):
+    key = key_prefix + "b"
+    assert acquire(redis_client, key, "a", TEN) == 0.0
+    acquire(redis_client, key, "b", TEN)  # slot +100 ms
+    acquire(redis_client, key, "c", TEN)  # slot +200 ms
+    time.sleep(0.25)
+    # c comes on time, b comes late: b's slot has passed, but c just ran.
+    assert acquire(redis_client, key, "c", TEN) == 0.0
+    wait = acquire(redis_client, key, "b", TEN)
+    assert 0.05 < wait <= 0.1
+    assert score(redis_client, key, "b") is not None  # b keeps its place
+    time.sleep(wait)
+    assert acquire(redis_client, key, "b", TEN) == 0.0
+
+
+def test_keys_expire_and_stale_reservations_are_purged(redis_client, key_prefix):
+    key = key_prefix + "b"
+    assert acquire(redis_client, key, "a", TEN) == 0.0
+    ttl_ms = redis_client.pttl(key)
+    assert 0 < ttl_ms <= (TEN.interval_us + MIN_GRACE_US) // 1000
+    # A task that reserved a slot long ago and never came back.
+    seconds, micros = redis_client.time()
+    redis_client.zadd(key, {"ghost": seconds * 1_000_000 + micros - MIN_GRACE_US - 10_000_000})
+    acquire(redis_client, key, "b", TEN)  # throttled: this path purges
+    assert score(redis_client, key, "ghost") is None
+    # A day-long interval keeps its bookkeeping for at least that long.
+    day = parse_rate("1/d")
+    assert acquire(redis_client, key_prefix + "day", "a", day) == 0.0
+    assert redis_client.pttl(key_prefix + "day") >= 86_400_000
+
+
+def test_one_round_trip_per_check_and_script_reload(redis_client, key_prefix):
+    key = key_prefix + "b"
+    acquire(redis_client, key, "warm", TEN)  # the script is loaded by now
+    calls = []
+    original = redis_client.execute_command
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    redis_client.execute_command = counting
+    try:
+        acquire(redis_client, key, "x", TEN)
+        assert calls == ["EVALSHA"]
+        redis_client.script_flush()  # e.g. Redis restarted: EVALSHA fails once, then reloads
+        calls.clear()
+        assert acquire(redis_client, key, "y", TEN) > 0
+        assert calls == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]
+    finally:
+        redis_client.execute_command = original
+
+
+@pytest.mark.parametrize("text", ["10/s", "50/s"])
+def test_exact_under_contention(redis_client, key_prefix, text):
+    """Four threads hammer one bucket for a second: never closer than the interval."""
+    rate = parse_rate(text)
+    key = key_prefix + "hammer"
+    admissions: list[int] = []
+    admitted = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + 1.0
+
+    def hammer():
+        nonlocal admitted
+        token = uuid.uuid4().hex
+        while time.monotonic() < deadline:
+            if acquire(redis_client, key, token, rate) == 0.0:
+                # Within one interval of our admission nobody else can be admitted,
+                # so ~last read now is (almost always) our own admission time.
+                last = score(redis_client, key, "~last")
+                with lock:
+                    admitted += 1
+                    admissions.append(last)
+                token = uuid.uuid4().hex
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    times = sorted(set(admissions))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    allowed = int(1.0 / rate.interval_seconds) + 1
+    assert admitted <= allowed
+    assert admitted >= allowed * 0.8  # and the limiter does not starve the bucket either
+    assert min(gaps) >= rate.interval_us
+
+
+def test_module_uses_redis_time_not_the_local_clock(redis_client, key_prefix, monkeypatch):
+    # A worker whose clock is an hour off changes nothing: the script never sees it.
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    key = key_prefix + "b"
+    assert ratelimit.acquire(redis_client, key, "a", TEN) == 0.0
+    assert 0 < ratelimit.acquire(redis_client, key, "b", TEN) <= 0.1

@@ -33,6 +33,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/refresh.py
 	$(BENCH_VENV)/bin/python bench/views.py
 	$(BENCH_VENV)/bin/python bench/cleanup.py
+	$(BENCH_VENV)/bin/python bench/drf.py --output bench/results/drf.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

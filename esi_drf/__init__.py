@@ -1,0 +1,1 @@
+"""Django REST framework integration for esi_views: permissions, bearer auth, OpenAPI."""

@@ -29,7 +29,19 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "esi_views",
+    "rest_framework",
+    "drf_spectacular",
+    "esi_drf",
 ]
+
+REST_FRAMEWORK = {
+    # EveSSOAuthentication first: DRF takes WWW-Authenticate from the first class.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "esi_drf.authentication.EveSSOAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

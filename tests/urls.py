@@ -5,4 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("esi/", include("esi_views.urls")),
     path("v/", include("tests.views_app")),
+    path("api/", include("tests.drf.api")),
 ]

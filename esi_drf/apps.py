@@ -1,0 +1,16 @@
+import importlib.util
+
+from django.apps import AppConfig
+
+
+class EsiDrfConfig(AppConfig):
+    name = "esi_drf"
+    label = "esi_drf"
+    verbose_name = "EVE SSO tokens for Django REST framework"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)
+
+        # drf-spectacular is optional: register our OpenAPI extension only when present.
+        if importlib.util.find_spec("drf_spectacular") is not None:
+            from . import schema  # noqa: F401

@@ -1,0 +1,88 @@
+"""OpenAPI for ``EveSSOAuthentication`` through drf-spectacular (imported by ``apps.ready``).
+
+The security scheme is OAuth2's authorization-code flow against the configured EVE SSO
+(``ESI_SSO_AUTHORIZE_URL``, ``ESI_SSO_TOKEN_URL``). Each operation's requirement lists
+the scopes its esi_drf permissions require, read the way the permissions read them
+(``with_scopes``, ``get_required_scopes()``, ``required_scopes``; per action for
+ViewSets, as the generator sets ``view.action``). The scheme lists every scope any
+operation requires: the generator asks once per operation and registers the first
+definition only, so later operations merge their scopes into the registered one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from drf_spectacular.drainage import warn
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework.permissions import AND, NOT, OR
+
+from esi_views.conf import esi_settings
+from esi_views.models import Scope
+
+from .composition import AllOf, AnyOf, NoneOf
+from .permissions import HasESIToken
+
+__all__ = ["EveSSOScheme", "required_scopes_of"]
+
+
+def _permission_scopes(permission: Any, view: Any) -> set[str]:
+    if isinstance(permission, HasESIToken):
+        return set(permission.get_required_scopes(getattr(view, "request", None), view))
+    # Tuples, not "A | B": on permission classes | composes them.
+    if isinstance(permission, (NoneOf, NOT)):
+        return set()  # "must NOT hold a token" asks the client for no scope
+    if isinstance(permission, (AllOf, AnyOf)):
+        parts = permission.parts
+    elif isinstance(permission, (AND, OR)):
+        parts = [permission.op1, permission.op2]
+    else:
+        return set()
+    return set().union(*(_permission_scopes(part, view) for part in parts))
+
+
+def required_scopes_of(view: Any) -> list[str]:
+    """Every scope the view's esi_drf permissions require (sorted)."""
+    try:
+        found = set().union(*(_permission_scopes(p, view) for p in view.get_permissions()))
+    except ImproperlyConfigured as exc:
+        warn(f"esi_drf: could not read the required scopes of {type(view).__name__}: {exc}")
+        return []
+    return sorted(found)
+
+
+def _described(scopes: set[str]) -> dict[str, str]:
+    # Scope.friendly_name is a pure function of the name: no database access here.
+    return {name: Scope(name=name).friendly_name for name in sorted(scopes)}
+
+
+class EveSSOScheme(OpenApiAuthenticationExtension):
+    target_class = "esi_drf.authentication.EveSSOAuthentication"
+    match_subclasses = True
+    name = "eveSSO"
+
+    def get_security_requirement(self, auto_schema: Any) -> dict[str, list[str]]:
+        return {self.name: required_scopes_of(auto_schema.view)}
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        scopes = set(required_scopes_of(auto_schema.view))
+        component = ResolvedComponent(
+            name=self.name, type=ResolvedComponent.SECURITY_SCHEMA, object=self.target.__class__
+        )
+        if component in auto_schema.registry:
+            flow = auto_schema.registry[component].schema["flows"]["authorizationCode"]
+            flow["scopes"] = _described(scopes | set(flow["scopes"]))
+        return {
+            "type": "oauth2",
+            "description": "An EVE SSO access token (JWT) sent as `Authorization: Bearer "
+                           "<token>`; its `scp` must hold the operation's scopes.",
+            "flows": {
+                "authorizationCode": {
+                    "authorizationUrl": esi_settings.SSO_AUTHORIZE_URL,
+                    "tokenUrl": esi_settings.SSO_TOKEN_URL,
+                    "scopes": _described(scopes),
+                }
+            },
+        }

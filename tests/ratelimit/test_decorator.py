@@ -36,19 +36,19 @@ def calls():
 
 @pytest.fixture
 def tasks(app, calls):
-    @app.task(bind=True, name="t.once_a_minute", max_retries=0)
+    @app.task(bind=True, name="t.once_a_minute", max_retries=0, shared=False)
     @rate_limited_task("1/m")
     def once_a_minute(self, n):
         calls.append(("once", n))
         return n
 
-    @app.task(bind=True, name="t.per_corp")
+    @app.task(bind=True, name="t.per_corp", shared=False)
     @rate_limited_task("1/m", keys=["corp_id"])
     def per_corp(self, corp_id, character_id=None, region="forge"):
         calls.append(("corp", corp_id, character_id))
         return corp_id
 
-    @app.task(bind=True, name="t.fast")
+    @app.task(bind=True, name="t.fast", shared=False)
     @rate_limited_task("10/s")
     def fast(self, n):
         calls.append(("fast", n, time.monotonic()))

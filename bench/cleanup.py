@@ -286,18 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-million", action="store_true")
     args = parser.parse_args(argv)
-    common.ensure_database()
-    common.setup_django()
+    common.prepare()
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
     with common.fake_sso() as fake:
         common.point_at(fake)
         from esi_views.models import Token
 
-        Token.objects.all().delete()
-        common.vacuum("esi_views_token", "esi_views_token_scopes", "esi_token")
         user, _ = get_user_model().objects.get_or_create(username="bench")
         seed = common.seed_token(fake, user)
         print("(a) refresh throughput", file=sys.stderr)
@@ -310,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     if million is None:
         print(json.dumps(refresh, indent=2))
         return 0
-    markdown = write_markdown(refresh, million, args.refresh, args.repeat)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(markdown)
-    print(markdown)
+    common.write_results(RESULTS, write_markdown(refresh, million, args.refresh, args.repeat))
     print(f"peak RSS of this (parent) process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", file=sys.stderr)
     return 0

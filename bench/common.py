@@ -176,3 +176,27 @@ def vacuum(*tables: str) -> None:
     with connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+TOKEN_TABLES = ("esi_views_token", "esi_views_token_scopes", "esi_token", "esi_token_scopes")
+
+
+def prepare() -> None:
+    """Database, Django, migrations; both libraries' token tables empty and vacuumed."""
+    ensure_database()
+    setup_django()
+    from django.core.management import call_command
+    from esi.models import Token as EsiToken
+
+    from esi_views.models import Token
+
+    call_command("migrate", verbosity=0)
+    Token.objects.all().delete()
+    EsiToken.objects.all().delete()
+    vacuum(*TOKEN_TABLES)
+
+
+def write_results(path: Path, markdown: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown)
+    print(markdown)

@@ -242,21 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    common.ensure_database()
-    common.setup_django()
+    common.prepare()
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
 
-    call_command("migrate", verbosity=0)
     with common.fake_sso() as fake:
         common.point_at(fake)
-        from esi.models import Token as EsiToken
-
         from esi_views.models import Token
 
-        Token.objects.all().delete()
-        EsiToken.objects.all().delete()
-        common.vacuum("esi_views_token", "esi_views_token_scopes", "esi_token", "esi_token_scopes")
         user, _ = get_user_model().objects.get_or_create(username="bench")
         print("(a) eight workers, one expired token", file=sys.stderr)
         race = bench_race(fake, user, args.trials)
@@ -264,10 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = common.seed_token(fake, user)
         valid = bench_require_valid(fake, user, seed, args.repeat)
         Token.objects.all().delete()
-    markdown = write_markdown(race, valid, args.trials, args.repeat)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(markdown)
-    print(markdown)
+    common.write_results(RESULTS, write_markdown(race, valid, args.trials, args.repeat))
     return 0
 
 

@@ -127,17 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args(argv)
-    common.ensure_database()
-    common.setup_django()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    common.vacuum("esi_views_token", "esi_views_token_scopes", "esi_token", "esi_token_scopes")
+    common.prepare()
     results = run(args.requests)
-    markdown = write_markdown(results, args.requests)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(markdown)
-    print(markdown)
+    common.write_results(RESULTS, write_markdown(results, args.requests))
     return 0
 
 

@@ -181,6 +181,17 @@ def json_object(response: requests.Response) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def json_answer(response: requests.Response, what: str) -> dict:
+    """The JSON object of a successful answer; otherwise the error that answer stands for."""
+    error = status_error(response)
+    if error is not None:
+        raise error
+    body = json_object(response)
+    if body is None:
+        raise SSOMalformedResponseError(f"The EVE SSO's {what} is not a JSON object.")
+    return body
+
+
 def status_error(response: requests.Response) -> SSOError | None:
     """Our error for an HTTP answer that is not a success, or None for a 2xx."""
     status = response.status_code

@@ -21,7 +21,7 @@ from joserfc.jwk import ECKey, RSAKey, import_key
 
 from .conf import esi_settings
 from .exceptions import SSOMalformedResponseError
-from .http import RetryPolicy, get_session, json_object, status_error, transport_error
+from .http import RetryPolicy, get_session, json_answer, transport_error
 
 Key = RSAKey | ECKey
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
@@ -66,13 +66,7 @@ def _fetch(url: str) -> tuple[dict, int]:
         response = get_session(RetryPolicy.IDEMPOTENT).get(url, withhold_token=True)
     except requests.RequestException as exc:
         raise transport_error(exc) from exc
-    error = status_error(response)
-    if error is not None:
-        raise error
-    document = json_object(response)
-    if document is None:
-        raise SSOMalformedResponseError("The EVE SSO's JWKS is not a JSON object.")
-    return document, _ttl(response)
+    return json_answer(response, "JWKS"), _ttl(response)
 
 
 def _refetch(url: str) -> dict[str, Key]:

@@ -24,7 +24,7 @@ from .exceptions import (
     SSOMalformedResponseError,
     SSORejectedError,
 )
-from .http import RetryPolicy, get_session, json_object, status_error, transport_error
+from .http import RetryPolicy, get_session, json_answer, status_error, transport_error
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
 
 __all__ = [
@@ -87,12 +87,7 @@ def build_authorization_request(
 
 def _raise_for_token_answer(response: requests.Response) -> requests.Response:
     """authlib compliance hook: turn every unusable token answer into our error first."""
-    error = status_error(response)
-    if error is not None:
-        raise error
-    body = json_object(response)
-    if body is None:
-        raise SSOMalformedResponseError("The EVE SSO's token answer is not a JSON object.")
+    body = json_answer(response, "token answer")
     missing = [name for name in ("access_token", "expires_in") if not body.get(name)]
     if missing:
         raise SSOMalformedResponseError(

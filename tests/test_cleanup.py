@@ -23,6 +23,7 @@ from esi_views import cleanup
 from esi_views.exceptions import InvalidClientError
 from esi_views.models import CallbackRedirect, Token
 from esi_views.refresh import refresh_tokens
+from tests import processes
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
@@ -484,13 +485,7 @@ def test_cleanup_skips_a_token_locked_by_a_request(esi_token, fake_sso):
     assert Token.objects.get(pk=token.pk).expired  # untouched, for the next run
 
 
-_CLEANUP_PROCESS = """
-import json, os, sys, time
-import django
-from django.conf import settings
-django.setup()
-for name, value in json.loads(os.environ["ESI_RACE_SETTINGS"]).items():
-    setattr(settings, name, value)
+_CLEANUP = """
 from esi_views.cleanup import cleanup_token
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
 print(json.dumps(cleanup_token().as_dict()))
@@ -502,8 +497,7 @@ print(json.dumps(cleanup_token().as_dict()))
 def test_cleanup_process_racing_a_request_makes_one_sso_call(esi_token, fake_sso,
                                                              request_delay):
     """Real processes, so only row locks can keep them apart: PostgreSQL only."""
-    if connection.vendor != "postgresql":
-        pytest.skip("cross-process row locking needs PostgreSQL (CI runs this on it)")
+    processes.require_postgresql()
     import json
     import time
 
@@ -512,16 +506,8 @@ def test_cleanup_process_racing_a_request_makes_one_sso_call(esi_token, fake_sso
     _expire(token)
     fake_sso.refresh_token_mode = "rotate"
     fake_sso.latency = 0.3
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "ESI_TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "ESI_RACE_SETTINGS": json.dumps(fake_sso.settings()),
-    }
     start_at = time.time() + 3
-    proc = subprocess.Popen([sys.executable, "-c", _CLEANUP_PROCESS, str(start_at)], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = processes.start(_CLEANUP, start_at, fake_sso=fake_sso)
     time.sleep(max(0.0, start_at + request_delay - time.time()))
     mine = Token.objects.get(pk=token.pk).valid_access_token()
     out, err = proc.communicate(timeout=60)

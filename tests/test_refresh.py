@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -23,6 +18,7 @@ from esi_views.exceptions import (
     SSOServerError,
 )
 from esi_views.models import Token
+from tests import processes
 
 SKILLS = "esi-skills.read_skills.v1"
 
@@ -210,13 +206,7 @@ def test_eight_threads_needing_one_expired_token_make_one_sso_call(esi_token, fa
     assert Token.objects.get(pk=token.pk).access_token == seen[0]
 
 
-_PROCESS_SCRIPT = """
-import json, os, sys, time
-import django
-from django.conf import settings
-django.setup()
-for name, value in json.loads(os.environ["ESI_RACE_SETTINGS"]).items():
-    setattr(settings, name, value)
+_VALID_ACCESS_TOKEN = """
 from esi_views.models import Token
 token = Token.objects.get(pk=int(sys.argv[1]))
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
@@ -227,27 +217,15 @@ print(token.valid_access_token())
 @pytest.mark.django_db(transaction=True)
 def test_eight_processes_needing_one_expired_token_make_one_sso_call(esi_token, fake_sso):
     """Row locks across processes: PostgreSQL only (SQLite has no SELECT FOR UPDATE)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("cross-process row locking needs PostgreSQL (CI runs this on it)")
+    processes.require_postgresql()
     user = get_user_model().objects.create_user("process-racer")
     token = esi_token(user)
     _expire(token)
     fake_sso.refresh_token_mode = "rotate"
     fake_sso.latency = 0.05
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "ESI_TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "ESI_RACE_SETTINGS": json.dumps(fake_sso.settings()),
-    }
-    start_at = str(time.time() + 3)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _PROCESS_SCRIPT, str(token.pk), start_at],
-                         env=env, cwd=Path(__file__).resolve().parent.parent,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(8)
-    ]
+    start_at = time.time() + 3
+    procs = [processes.start(_VALID_ACCESS_TOKEN, token.pk, start_at, fake_sso=fake_sso)
+             for _ in range(8)]
     outputs = [proc.communicate(timeout=60) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err for _, err in outputs]
     seen = {out.strip() for out, _ in outputs}

@@ -1,6 +1,6 @@
 # Every target creates .venv when it is missing, so a fresh clone needs nothing else.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -14,6 +14,20 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The sample site on http://127.0.0.1:8000 with a fake EVE SSO (the real one when
+# ESI_SSO_CLIENT_ID, ESI_SSO_CLIENT_SECRET and ESI_SSO_CALLBACK_URL are set); Ctrl-C stops.
+# DEMO_ARGS passes options to sample_site/run_demo.py (e.g. --port 8001).
+DEMO_STAMP := $(VENV)/.installed-demo
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(BIN)/python sample_site/run_demo.py $(DEMO_ARGS)
 
 # Benchmarks against django-esi 10 (from PyPI) in their own venv, same services, same
 # run; each writes its markdown to bench/results/. Needs PostgreSQL and Redis.

@@ -1,0 +1,217 @@
+"""The sample site's flows in a real browser (see conftest.py for the set-up)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+import pytest
+
+from .conftest import TASK_RATE
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def choose_at_sso(page, shot, name: str, character: str) -> None:
+    """On the fake SSO's picker page: screenshot, then log in as ``character``."""
+    page.wait_for_selector("text=Fake EVE Online SSO")
+    shot(page, name)
+    page.get_by_role("button", name=character).click()
+
+
+def log_in(page, site, shot, character: str) -> None:
+    page.goto(site("/"))
+    page.get_by_test_id("login").click()
+    choose_at_sso(page, shot, "sso-picker", character)
+    page.wait_for_url(site("/"))
+    assert page.get_by_test_id("current-user").inner_text() == character
+
+
+def test_login_choose_between_characters_and_add_a_third(page, demo_site, shot):
+    site = demo_site
+    page.goto(site("/"))
+    shot(page, "home")
+    log_in(page, site, shot, "Amarr Pilot")
+    assert page.locator(".messages").inner_text() == "Logged in as Amarr Pilot."
+    shot(page, "logged-in")
+
+    # A second character, through the "add a character" page.
+    page.goto(site("/characters/add/"))
+    choose_at_sso(page, shot, "sso-picker-add", "Caldari Pilot")
+    page.wait_for_url(site("/characters/"))
+    assert page.locator(".messages").inner_text() == "Added Caldari Pilot."
+    rows = page.get_by_test_id("tokens").locator("tbody tr")
+    assert rows.count() == 2
+
+    # TokenRequiredMixin: the selection page lists both; pick the second.
+    page.goto(site("/character/"))
+    page.wait_for_selector("text=Choose a character")
+    choices = page.get_by_role("button", name=re.compile(r"^Continue as "))
+    assert choices.count() == 2
+    shot(page, "selection-two-characters")
+    page.get_by_role("button", name="Continue as Caldari Pilot").click()
+    page.wait_for_url(re.compile(r"/character/\?esi_flow="))
+    panel = page.get_by_test_id("token-panel")
+    assert panel.get_attribute("data-variant") == "mixin"
+    assert page.get_by_test_id("character-name").inner_text() == "Caldari Pilot"
+    claims = page.get_by_test_id("claims").inner_text()
+    assert "CHARACTER:EVE:90000002" in claims
+    assert "esi-skills.read_skills.v1" in claims
+    assert "eyJ" not in page.content()  # the access token is never on the page
+    shot(page, "mixin-page-caldari")
+
+    # The decorator page: add a third character from its selection page.
+    page.goto(site("/character/decorated/"))
+    page.wait_for_selector("text=Choose a character")
+    page.get_by_role("button", name="+ Add another character").click()
+    choose_at_sso(page, shot, "sso-picker-third", "Gallente Pilot")
+    page.wait_for_url(re.compile(r"/character/decorated/\?esi_flow="))
+    assert page.get_by_test_id("token-panel").get_attribute("data-variant") == "decorator"
+    assert page.get_by_test_id("character-name").inner_text() == "Gallente Pilot"
+    shot(page, "decorator-page-gallente")
+
+    # TokensRequiredMixin: all three.
+    page.goto(site("/characters/"))
+    names = page.get_by_test_id("tokens").locator("tbody tr strong").all_inner_texts()
+    assert names == ["Amarr Pilot", "Caldari Pilot", "Gallente Pilot"]
+    shot(page, "all-characters")
+
+    page.goto(site("/character/"))
+    assert page.get_by_role("button", name=re.compile(r"^Continue as ")).count() == 3
+    shot(page, "selection-three-characters")
+
+
+def test_single_use_token_for_an_anonymous_visitor(page, demo_site, shot):
+    site = demo_site
+    page.goto(site("/single-use/"))
+    choose_at_sso(page, shot, "sso-picker", "Gallente Pilot")
+    page.wait_for_url(re.compile(r"/single-use/\?esi_flow="))
+    assert page.get_by_test_id("character-name").inner_text() == "Gallente Pilot"
+    assert page.get_by_text("owned by nobody").is_visible()
+    assert page.get_by_role("link", name="Log in with EVE Online").is_visible()  # still anonymous
+    assert "publicData" in page.get_by_test_id("claims").inner_text()
+    shot(page, "single-use-page")
+
+    # The hand-back link works once per session only: another browser gets nothing.
+    url = page.url
+    other = page.context.browser.new_context()
+    try:
+        stranger = other.new_page()
+        stranger.route("**/*", lambda route: route.continue_()
+                       if route.request.url.startswith("http://127.0.0.1") else route.abort())
+        stranger.goto(url)
+        stranger.wait_for_selector("text=Fake EVE Online SSO")  # sent to the SSO instead
+    finally:
+        other.close()
+
+
+def test_api_answers_403_then_200_for_session_and_bearer(page, demo_site, shot):
+    site = demo_site
+    log_in(page, site, shot, "Amarr Pilot")
+    api = page.context.request
+    accept = {"Accept": "application/json"}
+
+    denied = api.get(site("/api/wallet/"), headers=accept)
+    assert denied.status == 403
+    body = denied.json()
+    assert body["code"] == "esi_token_required"
+    assert body["required_scopes"] == ["esi-wallet.read_character_wallet.v1"]
+
+    page.goto(site("/api-demo/"))
+    page.get_by_test_id("call-wallet").click()
+    page.wait_for_selector("#status[data-status='403']")
+    shot(page, "wallet-403")
+    page.get_by_role("link", name=re.compile("Grant esi-wallet")).click()
+    choose_at_sso(page, shot, "sso-picker-wallet", "Amarr Pilot")
+    page.wait_for_url(re.compile(r"/api-demo/\?esi_flow="))
+    page.get_by_test_id("call-wallet").click()
+    page.wait_for_selector("#status[data-status='200']")
+    result = json.loads(page.get_by_test_id("session-result").inner_text())
+    assert result["character_name"] == "Amarr Pilot"
+    assert result["authenticated_via"] == "session"
+    assert "esi-wallet.read_character_wallet.v1" in result["scopes"]
+    shot(page, "wallet-200")
+
+    allowed = api.get(site("/api/wallet/"), headers=accept)
+    assert allowed.status == 200
+
+    # Bearer: the server sends the stored access token, without cookies.
+    page.get_by_test_id("call-bearer").click()
+    assert page.get_by_test_id("bearer-status").inner_text() == "HTTP 200"
+    assert '"authenticated_via": "bearer"' in page.get_by_test_id("bearer-result").inner_text()
+    shot(page, "bearer-200")
+
+    # Bearer straight from a client, no session: a token minted by the SSO works...
+    jwt = demo_site.sso.mint_access_token(
+        90000001, ["publicData", "esi-wallet.read_character_wallet.v1"])
+    fresh = page.context.browser.new_context()
+    try:
+        client = fresh.request
+        ok = client.get(site("/api/wallet/"),
+                        headers={**accept, "Authorization": f"Bearer {jwt}"})
+        assert ok.status == 200
+        assert ok.json()["authenticated_via"] == "bearer"
+        # ... a forged one does not.
+        forged = demo_site.sso.mint_access_token(90000001, ["publicData"],
+                                                 sign_with_foreign_key=True)
+        refused = client.get(site("/api/me/"),
+                             headers={**accept, "Authorization": f"Bearer {forged}"})
+        assert refused.status == 401
+        assert "invalid_token" in refused.headers["www-authenticate"]
+    finally:
+        fresh.close()
+
+
+def test_cancel_at_the_sso_shows_an_error_page(page, demo_site, shot):
+    site = demo_site
+    page.goto(site("/login/"))
+    page.wait_for_selector("text=Fake EVE Online SSO")
+    shot(page, "sso-picker")
+    with page.expect_response(re.compile(r"/esi/callback/")) as callback:
+        page.get_by_role("button", name="Cancel").click()
+    assert callback.value.status == 403
+    page.wait_for_selector("text=Login cancelled")
+    assert page.get_by_text("Error 403").is_visible()
+    assert "you declined" in page.inner_text("main")
+    shot(page, "error-page")
+
+
+def test_rate_limited_tasks_start_at_the_configured_rate(page, demo_site, shot):
+    site = demo_site
+    page.goto(site("/tasks/"))
+    page.fill("#count", "6")
+    page.get_by_test_id("start-tasks").click()
+    page.wait_for_url(re.compile(r"/tasks/\?batch="))
+    page.wait_for_selector("[data-testid=timeline] .track")
+    shot(page, "tasks-running")
+    page.wait_for_selector("[data-testid=timeline][data-done='1']", timeout=30_000)
+    shot(page, "tasks-done")
+    batch = page.url.split("batch=")[1]
+    status = page.context.request.get(site(f"/tasks/{batch}/status/")).json()
+    assert status["rate"] == TASK_RATE
+    assert status["finished"] == 6
+    starts = sorted(t["started"] for t in status["tasks"])
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    spacing = status["spacing"]  # 0.2 s
+    # The limiter admits nobody within one spacing of the previous start (measured in
+    # Redis); the times here are taken in the task threads, so allow for scheduling
+    # jitter on a busy machine. Unthrottled, the gaps would be about 0.
+    assert min(gaps) >= spacing * 0.6, gaps
+    assert starts[-1] - starts[0] == pytest.approx(5 * spacing, abs=1.0)
+
+
+def test_swagger_ui_and_admin_without_any_cdn(page, demo_site, shot):
+    site = demo_site
+    page.goto(site("/api/docs/"))
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert page.locator(".opblock-summary-path").filter(has_text="/api/wallet/").count() == 1
+    shot(page, "swagger-ui")
+
+    page.goto(site("/admin/login/"))
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_selector("text=Site administration")
+    page.goto(site("/admin/esi_views/token/"))
+    shot(page, "admin-tokens")

@@ -68,7 +68,14 @@ DEAD_TOKEN_ERRORS: dict[str, type[TokenDeadError]] = {
 
 
 class SSOTransientError(SSOError):
-    """The SSO could not answer now. ``retry_after`` (seconds) is set when the SSO said when."""
+    """The SSO could not answer now. ``retry_after`` (seconds) is set when the SSO said when.
+
+    ``refresh_token`` is set when the SSO did answer a refresh but the answer could not be
+    used (it failed verification, or verifying it failed): the SSO may already have
+    retired the old refresh token, so this one must be stored.
+    """
+
+    refresh_token: str | None = None
 
     def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
         self.retry_after = retry_after

@@ -5,16 +5,21 @@ good lost.
 backends without it, such as SQLite, an in-process lock stands in) and re-reads them,
 so a token another process refreshed meanwhile is not sent to the SSO again. The SSO
 calls run in parallel (``ESI_REFRESH_CONCURRENCY``) while the locks are held; only
-the calls run in threads, all database work stays on the caller's connection, so
-this works inside ``ATOMIC_REQUESTS`` and test transactions alike.
+the calls run in threads.
+
+Inside a caller's transaction (``ATOMIC_REQUESTS``), on databases that can skip locked
+rows, the refresh commits on a connection of its own, so a view failing afterwards
+cannot roll back a refresh token the SSO has rotated. Rows that connection cannot see
+or lock are refreshed in the caller's transaction instead.
 
 With ``skip_locked=True`` (used by cleanup) tokens that another process or thread
 holds the lock on are not waited for: they are left alone and listed in
 ``RefreshReport.skipped_locked``.
 
 Outcomes: refreshed; dead (``invalid_grant``, ``invalid_token``, owner changed, no
-refresh token) -> deleted; transient -> kept untouched; a configuration error is
-raised after the rest has been saved.
+refresh token) -> deleted; transient -> kept (with the new refresh token, if the
+unusable answer carried one); anything unexpected -> kept, logged; a configuration
+error is raised after the rest has been saved.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from . import sso
@@ -64,6 +69,11 @@ class RefreshReport:
     other: list[tuple[Token, SSOError]] = field(default_factory=list)
     # skip_locked=True only: ids locked by someone else (or deleted meanwhile), untouched.
     skipped_locked: list[int] = field(default_factory=list)
+
+    def merge(self, other: RefreshReport) -> None:
+        for name in ("refreshed", "already_fresh", "dead", "transient", "other",
+                     "skipped_locked"):
+            getattr(self, name).extend(getattr(other, name))
 
     @property
     def usable(self) -> list[Token]:
@@ -124,6 +134,10 @@ def _pool() -> ThreadPoolExecutor:
         return _executors[size]
 
 
+class UnexpectedRefreshError(SSOError):
+    """Refreshing failed in an unforeseen way (a bug, a cache that is down); token kept."""
+
+
 def _call_sso(token: Token) -> sso.TokenResponse | SSOError:
     if not token.refresh_token:
         return NoRefreshTokenError("The token expired and has no refresh token.")
@@ -131,6 +145,12 @@ def _call_sso(token: Token) -> sso.TokenResponse | SSOError:
         return sso.refresh(token.refresh_token, owner_hash=token.character_owner_hash)
     except SSOError as exc:
         return exc
+    except Exception as exc:
+        # One token's surprise must not roll back the batch's saved refreshes.
+        logger.exception("Unexpected error while refreshing token %s", token.pk)
+        error = UnexpectedRefreshError(f"Unexpected error while refreshing: {exc!r}")
+        error.__cause__ = exc
+        return error
 
 
 def _call_all(tokens: list[Token]) -> list[sso.TokenResponse | SSOError]:
@@ -147,12 +167,27 @@ def refresh_tokens(
     ``skip_locked``: do not wait for tokens someone else is refreshing; they are
     reported in ``skipped_locked`` and left untouched (no SSO call, no deletion).
     """
+    ids = sorted({token.pk for token in tokens})
+    if not ids:
+        return RefreshReport()
+    if not _inside_a_transaction():
+        return _refresh(ids, force=force, skip_locked=skip_locked)
+    # The caller's transaction may still roll back (ATOMIC_REQUESTS and a view that
+    # fails later): a refresh token the SSO rotated must survive that, so the refresh
+    # commits on a connection of its own. Rows that connection cannot see (created in
+    # the caller's transaction) or cannot lock (the caller holds them) are refreshed
+    # in the caller's transaction, as before.
+    report = _detached_pool().submit(_refresh_detached, ids, force).result()
+    pending, report.skipped_locked = report.skipped_locked, []
+    if pending:
+        report.merge(_refresh(pending, force=force, skip_locked=skip_locked))
+    return report
+
+
+def _refresh(ids: list[int], *, force: bool, skip_locked: bool) -> RefreshReport:
     from .models import Token
 
-    ids = sorted({token.pk for token in tokens})
     report = RefreshReport()
-    if not ids:
-        return report
     config_error: SSOConfigurationError | None = None
     with _process_locks(ids, skip_locked) as held, transaction.atomic():
         rows = Token.objects.select_for_update(skip_locked=skip_locked and _can_skip_locked())
@@ -163,6 +198,7 @@ def refresh_tokens(
         due = [token for token in locked if force or token.expired]
         report.already_fresh = [token for token in locked if not (force or token.expired)]
         now = timezone.now()
+        rotated_only: list[Token] = []
         for token, outcome in zip(due, _call_all(due), strict=True):
             if isinstance(outcome, sso.TokenResponse):
                 token.access_token = outcome.access_token
@@ -175,12 +211,19 @@ def refresh_tokens(
                 report.dead.append((token, outcome))
             elif isinstance(outcome, SSOTransientError):
                 report.transient.append((token, outcome))
+                # An answer we could not use may still have rotated the refresh token.
+                new = getattr(outcome, "refresh_token", None)
+                if new and new != token.refresh_token:
+                    token.refresh_token, token.updated = new, now
+                    rotated_only.append(token)
             else:
                 report.other.append((token, outcome))
                 if isinstance(outcome, SSOConfigurationError):
                     config_error = outcome
         if report.refreshed:
             Token.objects.bulk_update(report.refreshed, SAVED_FIELDS)
+        if rotated_only:
+            Token.objects.bulk_update(rotated_only, ["refresh_token", "updated"])
         if report.dead:
             Token.objects.filter(pk__in=[token.pk for token, _ in report.dead]).delete()
     _log(report)
@@ -189,11 +232,36 @@ def refresh_tokens(
     return report
 
 
+def _refresh_detached(ids: list[int], force: bool) -> RefreshReport:
+    try:
+        return _refresh(ids, force=force, skip_locked=True)
+    finally:
+        connections.close_all()  # this thread's connections only
+
+
+_detached_executor: ThreadPoolExecutor | None = None
+
+
+def _detached_pool() -> ThreadPoolExecutor:
+    global _detached_executor
+    with _executor_lock:
+        if _detached_executor is None:
+            _detached_executor = ThreadPoolExecutor(4, thread_name_prefix="esi-refresh-commit")
+        return _detached_executor
+
+
+def _inside_a_transaction() -> bool:
+    from .models import Token
+
+    connection = connections[router.db_for_write(Token)]
+    # Only where rows can be skipped when locked: otherwise the separate connection
+    # could wait forever for a row lock the caller's own transaction holds.
+    return connection.in_atomic_block and _can_skip_locked()
+
+
 def _can_skip_locked() -> bool:
     # Backends without SELECT ... FOR UPDATE (SQLite) ignore the lock entirely; the
     # in-process stripes are what is skipped there.
-    from django.db import connections, router
-
     from .models import Token
 
     features = connections[router.db_for_write(Token)].features

@@ -8,6 +8,7 @@ one of the errors in ``exceptions.py``; every access token we return was verifie
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,9 +24,12 @@ from .exceptions import (
     OwnerChangedError,
     SSOMalformedResponseError,
     SSORejectedError,
+    SSOTransientError,
 )
 from .http import RetryPolicy, get_session, json_answer, status_error, transport_error
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AccessTokenClaims",
@@ -88,14 +92,25 @@ def build_authorization_request(
 def _raise_for_token_answer(response: requests.Response) -> requests.Response:
     """authlib compliance hook: turn every unusable token answer into our error first."""
     body = json_answer(response, "token answer")
-    missing = [name for name in ("access_token", "expires_in") if not body.get(name)]
-    if missing:
-        raise SSOMalformedResponseError(
-            f"The EVE SSO's token answer lacks {', '.join(missing)}."
-        )
-    if str(body.get("token_type", "Bearer")).lower() != "bearer":
-        raise SSOMalformedResponseError(f"Unexpected token_type {body['token_type']!r}.")
+    problem = _token_answer_problem(body)
+    if problem:
+        error = SSOMalformedResponseError(f"The EVE SSO's token answer {problem}.")
+        refresh_token = body.get("refresh_token")
+        error.refresh_token = refresh_token if isinstance(refresh_token, str) else None
+        raise error
     return response
+
+
+def _token_answer_problem(body: dict[str, Any]) -> str | None:
+    if not isinstance(body.get("access_token"), str) or not body["access_token"]:
+        return "has no access_token"
+    expires_in = body.get("expires_in")
+    # authlib computes expires_at with int(expires_in); anything else would crash it.
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+        return "has no numeric expires_in"
+    if str(body.get("token_type", "Bearer")).lower() != "bearer":
+        return f"has token_type {body['token_type']!r}, not Bearer"
+    return None
 
 
 def _token_call(policy: RetryPolicy, call: str, **kwargs: Any) -> dict[str, Any]:
@@ -109,6 +124,9 @@ def _token_call(policy: RetryPolicy, call: str, **kwargs: Any) -> dict[str, Any]
         raise transport_error(exc) from exc
     except OAuthError as exc:  # an "error" inside a 2xx answer
         raise SSORejectedError(error=exc.error, description=exc.description) from exc
+    except (ValueError, TypeError) as exc:  # authlib choking on an answer we let through
+        raise SSOMalformedResponseError(f"The EVE SSO's token answer is unusable: {exc}") \
+            from exc
     finally:
         session.token = None  # the per-thread session must not hold on to secrets
 
@@ -145,14 +163,27 @@ def refresh(
 
     With ``owner_hash``, a token whose character changed hands raises ``OwnerChangedError``.
     A new access token that fails verification raises ``InvalidJWTError``, which is
-    transient: the stored token is not dead because the SSO sent something odd.
+    transient: the stored token is not dead because the SSO sent something odd. Any
+    transient error after the SSO answered carries the answer's ``refresh_token``, to
+    be stored in case the SSO rotated it.
     """
     extra = {"scope": scopes_to_string(scopes)} if normalize_scopes(scopes) else {}
     answer = _token_call(
         RetryPolicy.IDEMPOTENT, "refresh_token", refresh_token=refresh_token, **extra
     )
-    response = _token_response({**answer, "refresh_token": answer.get("refresh_token")
-                                or refresh_token})
+    new_refresh_token = answer.get("refresh_token") or refresh_token
+    # The SSO has answered: if it rotated the refresh token, the old one is gone, so
+    # whatever goes wrong from here on must hand the new one back.
+    try:
+        response = _token_response({**answer, "refresh_token": new_refresh_token})
+    except SSOTransientError as exc:
+        exc.refresh_token = new_refresh_token
+        raise
+    except Exception as exc:
+        logger.exception("Could not verify the EVE SSO's refresh answer")
+        error = SSOTransientError(f"Could not verify the EVE SSO's answer: {exc!r}")
+        error.refresh_token = new_refresh_token
+        raise error from exc
     if owner_hash is not None and response.claims.owner_hash != owner_hash:
         raise OwnerChangedError(old_owner_hash=owner_hash,
                                 new_owner_hash=response.claims.owner_hash)

@@ -16,6 +16,7 @@ from esi_views.exceptions import (
     InvalidGrantError,
     OwnerChangedError,
     SSOServerError,
+    SSOTransientError,
 )
 from esi_views.models import Token
 from tests import processes
@@ -233,3 +234,106 @@ def test_eight_processes_needing_one_expired_token_make_one_sso_call(esi_token, 
     assert fake_sso.calls["token:refresh_token"] == 1
     assert Token.objects.get(pk=token.pk).access_token == seen.pop()
 
+
+
+# -- an answer we cannot use must not cost us the rotated refresh token -------------------------
+
+
+@pytest.mark.parametrize(("fault", "endpoint"), [("expired_jwt", "token"),
+                                                 ("server_error", "jwks")])
+def test_an_unusable_refresh_answer_keeps_the_rotated_refresh_token(esi_token, user,
+                                                                    fake_sso, fault, endpoint):
+    from esi_views import jwks
+
+    token = esi_token(user)
+    fake_sso.refresh_token_mode = "rotate"
+    _expire(token)
+    if endpoint == "jwks":  # the SSO rotated its keys and its JWKS is down just then
+        fake_sso.rotate_keys()
+        jwks.clear_jwks_cache()
+        fake_sso.inject("server_error", endpoint="jwks", status=503, times=None)
+    else:
+        fake_sso.inject(fault)
+    with pytest.raises(SSOTransientError):
+        Token.objects.get(pk=token.pk).valid_access_token()
+    fake_sso.clear_faults()
+    jwks.clear_jwks_cache()
+    # The SSO retired the old refresh token; we stored the new one, so this works.
+    assert Token.objects.get(pk=token.pk).valid_access_token()
+    assert fake_sso.calls["token:refresh_token"] == 2
+
+
+def test_a_malformed_expires_in_is_transient_not_a_crash(esi_token, user, fake_sso):
+    token = esi_token(user)
+    _expire(token)
+    fake_sso.inject("missing_fields", fields=["expires_in"])
+    with pytest.raises(SSOTransientError):
+        Token.objects.get(pk=token.pk).valid_access_token()
+    assert Token.objects.filter(pk=token.pk).exists()
+
+
+def test_one_unexpected_error_does_not_undo_the_batch(esi_token, user, fake_sso, monkeypatch):
+    from esi_views import sso
+    from esi_views.refresh import refresh_tokens
+
+    tokens = [esi_token(user, character_id=90000600 + i) for i in range(4)]
+    fake_sso.refresh_token_mode = "rotate"
+    _expire(*tokens)
+    real, calls = sso.verify_access_token, []
+
+    def flaky(token, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("the JWKS cache's Redis is down")
+        return real(token, **kwargs)
+
+    monkeypatch.setattr(sso, "verify_access_token", flaky)
+    report = refresh_tokens(tokens)
+    assert len(report.refreshed) == 3
+    ((_, error),) = report.transient  # kept, with the refresh token the SSO rotated
+    assert "Redis is down" in str(error) and error.refresh_token
+    monkeypatch.setattr(sso, "verify_access_token", real)
+    for token in tokens:  # all four still usable: the three refreshed ones were saved
+        assert Token.objects.get(pk=token.pk).valid_access_token()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_rolled_back_after_a_refresh_keeps_the_rotated_token(esi_token, fake_sso):
+    """ATOMIC_REQUESTS: the refresh commits on its own connection (PostgreSQL)."""
+    from django.db import transaction
+
+    processes.require_postgresql()
+    user = get_user_model().objects.create_user("atomic-requests")
+    token = esi_token(user)
+    fake_sso.refresh_token_mode = "rotate"
+    _expire(token)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        refreshed = Token.objects.get(pk=token.pk).valid_access_token()
+        raise RuntimeError("the view fails after refreshing")
+    stored = Token.objects.get(pk=token.pk)
+    assert stored.access_token == refreshed  # committed despite the rollback
+    stored.refresh()  # and the rotated refresh token works
+
+
+def test_a_crash_before_the_sso_answers_keeps_that_token_and_saves_the_rest(
+    esi_token, user, fake_sso, monkeypatch
+):
+    from esi_views import sso
+    from esi_views.refresh import UnexpectedRefreshError, refresh_tokens
+
+    tokens = [esi_token(user, character_id=90000700 + i) for i in range(3)]
+    _expire(*tokens)
+    real = sso.refresh
+
+    def buggy(refresh_token, **kwargs):
+        if refresh_token == tokens[1].refresh_token:
+            raise KeyError("a bug")
+        return real(refresh_token, **kwargs)
+
+    monkeypatch.setattr(sso, "refresh", buggy)
+    report = refresh_tokens(tokens)
+    assert sorted(t.pk for t in report.refreshed) == [tokens[0].pk, tokens[2].pk]
+    assert [(t.pk, type(e)) for t, e in report.other] == [(tokens[1].pk, UnexpectedRefreshError)]
+    assert Token.objects.filter(pk=tokens[1].pk).exists()
+    with pytest.raises(UnexpectedRefreshError):
+        report.raise_for(tokens[1])

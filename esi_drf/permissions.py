@@ -110,7 +110,9 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         if raw is None:
             return None
         value = raw.strip()
-        if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= _MAX_CHARACTER_ID:
+        if not (value.isascii() and value.isdigit() and len(value) <= 19):
+            raise _InvalidCharacterHeader(value[:40])
+        if not 0 < int(value) <= _MAX_CHARACTER_ID:
             raise _InvalidCharacterHeader(value)
         return int(value)
 

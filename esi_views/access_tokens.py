@@ -40,14 +40,17 @@ class AccessTokenClaims:
     claims: dict[str, Any] = field(repr=False, compare=False)
 
 
+MAX_HEADER_LENGTH = 1024  # EVE's headers are under 100 characters
+
+
 def _header(token: str) -> dict[str, Any]:
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or len(parts[0]) > MAX_HEADER_LENGTH:
         raise InvalidJWTError("malformed", "Access token is not a compact JWS.")
     try:
         raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidJWTError("malformed", "Access token header is not JSON.") from exc
     if not isinstance(header, dict):
         raise InvalidJWTError("malformed", "Access token header is not a JSON object.")
@@ -57,7 +60,7 @@ def _header(token: str) -> dict[str, Any]:
 def _verified_payload(token: str) -> dict[str, Any]:
     header = _header(token)
     alg, kid = header.get("alg"), header.get("kid")
-    if alg not in KEY_TYPE_FOR_ALG:
+    if not isinstance(alg, str) or alg not in KEY_TYPE_FOR_ALG:
         raise InvalidJWTError("algorithm", f"Algorithm {alg!r} is not accepted.")
     if not isinstance(kid, str) or not kid:
         raise InvalidJWTError("kid", "Access token names no signing key (kid).")

@@ -97,3 +97,19 @@ def check_rate_limit_redis(app_configs=None, **kwargs):
             id="esi_views.W010",
         )
     ]
+
+
+@register()
+def check_session_engine(app_configs=None, **kwargs):
+    # Flows are bound to the session key; a signed-cookie session's key is its content,
+    # which changes whenever the session does, so flows would be lost mid-way.
+    if getattr(settings, "SESSION_ENGINE", "") != "django.contrib.sessions.backends.signed_cookies":
+        return []
+    return [
+        Warning(
+            "esi_views binds SSO flows to the session key, which signed-cookie sessions "
+            "change on every write.",
+            hint="Use a server-side SESSION_ENGINE (db, cache, cached_db or file).",
+            id="esi_views.W003",
+        )
+    ]

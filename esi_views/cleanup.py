@@ -255,7 +255,8 @@ def _delete_orphans(report: CleanupReport, orphans: QuerySet, size: int,
         if not pks:
             return
         last_pk = pks[-1]
-        deleted = Token.objects.filter(pk__in=pks).delete()[1].get(Token._meta.label, 0)
+        # Filter again when deleting: a token given an owner meanwhile is no orphan.
+        deleted = orphans.filter(pk__in=pks).delete()[1].get(Token._meta.label, 0)
         if deleted:
             report.deleted[ORPHANED] += deleted
         report.processed += len(pks)

@@ -17,7 +17,7 @@ import logging
 import re
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from django.contrib.auth.models import AnonymousUser
 from django.core import signing
@@ -61,7 +61,14 @@ def error_response(request: HttpRequest, error: FlowError) -> HttpResponse:
 
 
 def _session_key(request: HttpRequest, *, create: bool = False) -> str | None:
+    """The key of this request's session, never an unchecked cookie value.
+
+    Until a session is loaded, ``session_key`` is whatever cookie the browser sent;
+    loading it drops a key that names no session (a made-up or expired cookie), so
+    nobody can bind a flow to a key of their choosing (session fixation).
+    """
     session = request.session
+    session.keys()  # loads the session
     if session.session_key is None and create:
         # Anonymous visitors need a session to bind the flow to; mark it modified so the
         # session middleware sends the cookie.
@@ -143,15 +150,18 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
     goes through the flow again.
     """
     key = request.GET.get(FLOW_PARAM, "")
-    session_key = request.session.session_key
-    if not _FLOW_KEY.fullmatch(key) or not session_key:
+    if not _FLOW_KEY.fullmatch(key):
+        return None
+    session_key = _session_key(request)
+    if not session_key:
         return None
     record = (
         _fresh(CallbackRedirect.objects.select_related("token"))
         .filter(state=key, session_key=session_key, kind=kind, token__isnull=False)
         .first()
     )
-    if record is None or urlsplit(record.return_url).path != request.path:
+    # return_url is escaped (get_full_path()), request.path is not.
+    if record is None or unquote(urlsplit(record.return_url).path) != request.path:
         return None
     token = record.token
     if token.user_id is not None and token.user_id != _user_id(request):
@@ -187,7 +197,7 @@ def start_sso(
 
 
 def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
-    session_key = request.session.session_key
+    session_key = _session_key(request)
     if not session_key:
         raise FlowError(400, "Session missing",
                         "Your browser did not send a session cookie with the EVE SSO's answer. "
@@ -268,7 +278,7 @@ def render_selection(
         "k": kind,
         "s": scopes_to_string(scopes),
         "r": _without_flow_param(request.get_full_path()),
-        "sk": request.session.session_key,
+        "sk": _session_key(request),
     }
     context = {
         # Plain values: the template renders 100 characters without a query or a loop
@@ -299,7 +309,7 @@ def _selection_payload(request: HttpRequest) -> dict[str, str]:
         raise FlowError(400, "Page expired", "This page is too old. Reload it.") from exc
     except signing.BadSignature as exc:
         raise FlowError(400, "Invalid request", "The selection form was altered.") from exc
-    if payload.get("sk") != request.session.session_key:
+    if payload.get("sk") != _session_key(request):
         raise FlowError(403, "Not your selection", "This page belongs to another session.")
     return payload
 
@@ -314,7 +324,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     if request.POST.get("action") == "add":
         return start_sso(request, kind, scopes, return_url)
     raw_id = request.POST.get("token", "")
-    if not raw_id.isascii() or not raw_id.isdigit():
+    if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 19):  # a bigint
         raise FlowError(400, "Invalid choice", "Choose one of the characters listed.")
     token = (
         Token.objects.filter(user=request.user, pk=int(raw_id))
@@ -326,7 +336,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         raise FlowError(403, "Not available",
                         "That token is not one of yours with the permissions this page needs.")
     record = CallbackRedirect.objects.create(
-        session_key=request.session.session_key,
+        session_key=_session_key(request),
         state=get_random_string(43),
         kind=kind,
         requested_scopes=scopes_to_string(scopes),

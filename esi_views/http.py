@@ -60,6 +60,13 @@ class _CappedRetry(Retry):
         retry.max_retry_after = self.max_retry_after
         return retry
 
+    def is_retry(self, method, status_code, has_retry_after=False):
+        # A gateway's 502/504 may come after the SSO acted on a POST (and rotated the
+        # refresh token): only 429 and 503 say for sure that it did not.
+        if method.upper() != "GET" and status_code in (502, 504):
+            return False
+        return super().is_retry(method, status_code, has_retry_after)
+
     def increment(self, method=None, url=None, response=None, error=None, _pool=None,
                   _stacktrace=None):
         if error is not None and self._is_read_error(error) and (method or "").upper() != "GET":

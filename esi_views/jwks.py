@@ -3,12 +3,15 @@
 Cached for as long as the SSO's Cache-Control allows (``ESI_JWKS_DEFAULT_TTL`` when it
 says nothing). A token signed with a key id we do not know triggers a refetch, at
 most once per ``ESI_JWKS_REFETCH_INTERVAL`` across all processes sharing the cache,
-so a flood of forged kids cannot make us hammer the SSO.
+so a flood of forged kids cannot make us hammer the SSO; when the SSO says not to
+cache at all, the last keys fetched keep serving between those refetches. A cache
+that is down is logged and worked around, never a reason to fail a verification.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -23,12 +26,15 @@ from .conf import esi_settings
 from .exceptions import SSOMalformedResponseError
 from .http import RetryPolicy, get_session, json_answer, transport_error
 
+logger = logging.getLogger(__name__)
+
 Key = RSAKey | ECKey
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
 
 _lock = threading.Lock()
 # url -> (keys by kid, monotonic expiry); spares a cache round trip per verification.
 _memory: dict[str, tuple[dict[str, Key], float]] = {}
+_last_fetch: dict[str, float] = {}
 
 
 def _cache_key(url: str, suffix: str = "") -> str:
@@ -69,16 +75,28 @@ def _fetch(url: str) -> tuple[dict, int]:
     return json_answer(response, "JWKS"), _ttl(response)
 
 
+def _shared_cache(method: str, *args: Any) -> Any:
+    """Call the Django cache; if it is down, say so in the log and carry on without it."""
+    try:
+        return getattr(caches[esi_settings.JWKS_CACHE_ALIAS], method)(*args)
+    except Exception:  # Redis down must not make every token unverifiable
+        logger.warning("JWKS cache %r unavailable for %s", esi_settings.JWKS_CACHE_ALIAS,
+                       method, exc_info=True)
+        return None
+
+
 def _refetch(url: str) -> dict[str, Key]:
     document, ttl = _fetch(url)
     keys = _parse(document)
+    now = time.monotonic()
     with _lock:
-        _memory[url] = (keys, time.monotonic() + ttl)
-    cache = caches[esi_settings.JWKS_CACHE_ALIAS]
+        # Kept even when already stale (ttl 0): it serves while refetching is limited.
+        _memory[url] = (keys, now + ttl)
+        _last_fetch[url] = now
     if ttl > 0:
-        cache.set(_cache_key(url), (document, ttl), ttl)
+        _shared_cache("set", _cache_key(url), (document, ttl), ttl)
     # Any fetch counts as the once-a-minute refetch an unknown kid may cause.
-    cache.set(_cache_key(url, "-refetch"), 1, int(esi_settings.JWKS_REFETCH_INTERVAL))
+    _shared_cache("set", _cache_key(url, "-refetch"), 1, int(esi_settings.JWKS_REFETCH_INTERVAL))
     return keys
 
 
@@ -87,7 +105,7 @@ def _current_keys(url: str) -> dict[str, Key]:
         entry = _memory.get(url)
     if entry is not None and entry[1] > time.monotonic():
         return entry[0]
-    cached = caches[esi_settings.JWKS_CACHE_ALIAS].get(_cache_key(url))
+    cached = _shared_cache("get", _cache_key(url))
     if cached is not None:
         document, ttl = cached
         keys = _parse(document)
@@ -96,12 +114,19 @@ def _current_keys(url: str) -> dict[str, Key]:
             # life keeps processes from outliving a rotation by much.
             _memory[url] = (keys, time.monotonic() + min(ttl, 60))
         return keys
+    if entry is not None and not _may_refetch(url):
+        return entry[0]  # stale, but the SSO said not to cache and we asked recently
     return _refetch(url)
 
 
 def _may_refetch(url: str) -> bool:
     interval = int(esi_settings.JWKS_REFETCH_INTERVAL)
-    return caches[esi_settings.JWKS_CACHE_ALIAS].add(_cache_key(url, "-refetch"), 1, interval)
+    added = _shared_cache("add", _cache_key(url, "-refetch"), 1, interval)
+    if added is None:  # no shared cache: limit this process on its own
+        with _lock:
+            last = _last_fetch.get(url)
+        return last is None or time.monotonic() - last >= interval
+    return bool(added)
 
 
 def get_signing_key(kid: str) -> Key | None:
@@ -118,5 +143,5 @@ def clear_jwks_cache() -> None:
     url = esi_settings.SSO_JWKS_URL
     with _lock:
         _memory.clear()
-    cache = caches[esi_settings.JWKS_CACHE_ALIAS]
-    cache.delete_many([_cache_key(url), _cache_key(url, "-refetch")])
+        _last_fetch.clear()
+    _shared_cache("delete_many", [_cache_key(url), _cache_key(url, "-refetch")])

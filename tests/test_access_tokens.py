@@ -183,3 +183,44 @@ def test_jwks_down_is_transient(fake_sso, pilot):
     fake_sso.inject("server_error", endpoint="jwks", status=500)
     with pytest.raises(SSOServerError):
         verify_access_token(fake_sso.mint_access_token(CHARACTER_ID))
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, 256])
+def test_an_alg_that_is_not_a_string_is_refused(fake_sso, pilot, alg):
+    _, payload, signature = fake_sso.mint_access_token(CHARACTER_ID).split(".")
+    header = {"alg": alg, "kid": fake_sso.jwks["keys"][0]["kid"]}
+    assert _reason(f"{_b64(header)}.{payload}.{signature}") == "algorithm"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000, b'{"a":' * 400 + b"1" + b"}" * 400])
+def test_a_monstrous_header_is_malformed_not_a_crash(fake_sso, pilot, raw):
+    _, payload, signature = fake_sso.mint_access_token(CHARACTER_ID).split(".")
+    header = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert _reason(f"{header}.{payload}.{signature}") == "malformed"
+
+
+def test_no_cache_jwks_does_not_open_the_door_to_a_refetch_flood(fake_sso, pilot, monkeypatch):
+    monkeypatch.setattr(jwks, "_ttl", lambda response: 0)  # Cache-Control: no-store
+    assert verify_access_token(fake_sso.mint_access_token(CHARACTER_ID))
+    for i in range(20):
+        with pytest.raises(InvalidJWTError):
+            verify_access_token(fake_sso.mint_access_token(CHARACTER_ID, kid=f"forged-{i}"))
+    assert verify_access_token(fake_sso.mint_access_token(CHARACTER_ID))  # stale keys serve
+    assert fake_sso.calls["jwks"] == 1
+
+
+def test_a_jwks_cache_that_is_down_is_worked_around(fake_sso, pilot, settings, caplog):
+    settings.CACHES = {**settings.CACHES, "down": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        "OPTIONS": {"socket_connect_timeout": 0.2}}}
+    settings.ESI_JWKS_CACHE_ALIAS = "down"
+    jwks._memory.clear()
+    jwks._last_fetch.clear()
+    for _ in range(3):
+        assert verify_access_token(fake_sso.mint_access_token(CHARACTER_ID)).character_id
+    assert fake_sso.calls["jwks"] == 1  # the in-process copy serves
+    with pytest.raises(InvalidJWTError):  # and unknown kids are still rate limited
+        verify_access_token(fake_sso.mint_access_token(CHARACTER_ID, kid="forged"))
+    assert fake_sso.calls["jwks"] == 1
+    assert "JWKS cache 'down' unavailable" in caplog.text

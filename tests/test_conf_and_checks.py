@@ -64,3 +64,12 @@ def test_checks_run_through_manage_py_check():
 
     with override_settings(ESI_SSO_CLIENT_ID=""), pytest.raises(SystemCheckError, match="E001"):
         call_command("check")
+
+
+def test_signed_cookie_sessions_are_warned_about(settings):
+    from esi_views.checks import check_session_engine
+
+    assert check_session_engine() == []
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    (message,) = check_session_engine()
+    assert isinstance(message, Warning) and message.id == "esi_views.W003"

@@ -206,16 +206,33 @@ def test_long_retry_after_is_not_slept_through(fake_sso, pilot):
 
 
 @pytest.mark.parametrize(("fault", "params"), [
-    ("server_error", {"status": 502}),
     ("server_error", {"status": 503}),
-    ("server_error", {"status": 504}),
     ("rate_limited", {"retry_after": 0}),
 ])
-def test_refresh_is_retried_on_transient_answers(fake_sso, pilot, fault, params):
+def test_refresh_is_retried_when_the_sso_says_it_did_nothing(fake_sso, pilot, fault, params):
     token = login(fake_sso, pilot.character_id)
     fake_sso.inject(fault, **params)
     assert sso.refresh(token.refresh_token).claims.character_id == pilot.character_id
     assert fake_sso.calls["token:refresh_token"] == 2
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_refresh_is_not_repeated_after_a_gateway_error(fake_sso, pilot, status):
+    """A gateway may have passed the request on: repeating it could find the token rotated."""
+    token = login(fake_sso, pilot.character_id)
+    fake_sso.inject("server_error", status=status)
+    with pytest.raises(SSOServerError):
+        sso.refresh(token.refresh_token)
+    assert fake_sso.calls["token:refresh_token"] == 1
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_jwks_get_is_retried_on_any_gateway_error(fake_sso, pilot, status):
+    from esi_views.access_tokens import verify_access_token
+
+    fake_sso.inject("server_error", endpoint="jwks", status=status)
+    assert verify_access_token(fake_sso.mint_access_token(pilot.character_id))
+    assert fake_sso.calls["jwks"] == 2
 
 
 def test_retry_after_is_honoured_between_attempts(fake_sso, pilot, settings):

@@ -300,3 +300,55 @@ def test_nul_bytes_in_a_flow_key_or_return_url(client, fake_sso, pilot):
     start = client.get("/esi/login/", {"next": "/ok/\x00/"})
     back = to_sso_and_back(client, start, fake_sso)
     assert back["Location"].startswith("/?esi_flow=")
+
+
+# -- values too big for what they are --------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["9" * 5000, str(2**64), "0" * 30 + "1"])
+def test_selecting_an_id_too_long_for_a_bigint(client, selection, bad):
+    flow, _ = selection
+    _error_page(_select(client, flow, bad), 400, "choose one")
+
+
+def test_a_session_cookie_longer_than_any_session_key(client, fake_sso, pilot):
+    client.cookies["sessionid"] = "a" * 100
+    response = client.get("/v/mixin/single_use/1/")
+    assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
+    assert len(CallbackRedirect.objects.get().session_key) <= 40
+
+
+# -- session fixation ----------------------------------------------------------------------------
+
+
+def test_a_made_up_session_cookie_is_replaced_not_trusted(fake_sso, pilot):
+    chosen = "attackerchosen1234567890abcdef12"
+    victim = Client()
+    victim.cookies["sessionid"] = chosen
+    start = victim.get("/v/mixin/single_use/1/")
+    record = CallbackRedirect.objects.get()
+    assert record.session_key != chosen
+    assert start.cookies["sessionid"].value == record.session_key  # a fresh cookie
+    back = to_sso_and_back(victim, start, fake_sso)
+    attacker = Client()
+    attacker.cookies["sessionid"] = chosen
+    stolen = attacker.get(back["Location"])
+    assert stolen.status_code == 302  # no token for the attacker: a new SSO flow
+    assert follow(victim, back).json()["character"] == PILOT
+
+
+# -- paths that need escaping ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["plain", "a%20b", "caf%C3%A9"])
+def test_a_token_comes_back_to_a_view_whose_path_is_escaped(client, fake_sso, pilot, name):
+    back = to_sso_and_back(client, client.get(f"/v/named/single_use/{name}/"), fake_sso)
+    final = follow(client, back)
+    assert final.status_code == 200 and final.json()["character"] == PILOT
+
+
+def test_a_selection_comes_back_to_a_view_whose_path_is_escaped(client, selection):
+    _, mine = selection
+    page = client.get("/v/named/token/caf%C3%A9/")
+    chosen = client.post("/esi/select/", {"flow": page.context["flow"], "token": mine.pk})
+    assert follow(client, chosen).json()["character"] == mine.character_id

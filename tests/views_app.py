@@ -92,4 +92,8 @@ urlpatterns = [
     path(f"{form}/{name}/<int:number>/", view, name=f"{form}-{name}")
     for form, views in VIEWS.items()
     for name, view in views.items()
+] + [
+    # Paths that need escaping in a URL ("a b", "café").
+    path("named/single_use/<str:name>/", VIEWS["mixin"]["single_use"]),
+    path("named/token/<str:name>/", VIEWS["decorator"]["token"]),
 ]

@@ -151,6 +151,9 @@ def test_inactive_user(alice, alice_main, bearer):
 @pytest.mark.parametrize("header", [
     "Bearer", "Bearer ", "Bearer a b", "bearer not-a-jwt", "Bearer a.b.c", "Bearer ....",
     "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "Bearer \xe9\xe9",
+    # an alg that is not a string; a header nested 5000 deep
+    "Bearer eyJhbGciOlsiUlMyNTYiXSwia2lkIjoieCJ9.eyJzdWIiOiJ4In0.c2ln",
+    "Bearer " + "W1tb" * 1700 + ".eyJzdWIiOiJ4In0.c2ln",
 ])
 def test_malformed_bearer_header(alice_main, header):
     response = Client().get("/api/skills/", HTTP_AUTHORIZATION=header)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from enum import Enum
+from typing import Any
 
 import requests
 from authlib.integrations.requests_client import OAuth2Session
@@ -110,11 +111,32 @@ def user_agent() -> str:
     return f"django-esi-views/{__version__} ({contact}; +https://pypi.org/project/django-esi-views/)"
 
 
+class _SSOSession(OAuth2Session):
+    """authlib's session, reading the environment (proxies, CA bundle) once per URL.
+
+    requests scans os.environ for proxy settings on every request, which costs more
+    CPU than the rest of a refresh; our sessions talk to a handful of fixed URLs, and
+    are rebuilt when our settings change.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._environment: dict[str, dict] = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if url not in self._environment:
+            self._environment[url] = super().merge_environment_settings(url, {}, None, None,
+                                                                        None)
+        return dict(self._environment[url])
+
+
 def _build_session(policy: RetryPolicy) -> OAuth2Session:
     for name in ("SSO_CLIENT_ID", "SSO_CLIENT_SECRET"):
         if not getattr(esi_settings, name):
             raise MissingSettingError(f"ESI_{name} is not set; see docs/settings.md.")
-    session = OAuth2Session(
+    session = _SSOSession(
         client_id=esi_settings.SSO_CLIENT_ID,
         client_secret=esi_settings.SSO_CLIENT_SECRET,
         token_endpoint_auth_method="client_secret_basic",

@@ -288,6 +288,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
     server_version = "FakeEveSSO/1.0"
+    # Keep-alive, like the real SSO: clients reuse connections, and benchmarks do not
+    # measure a TCP handshake and a new server thread per request.
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle kept-alive connection frees its thread after this
+    # Headers and body go out in separate writes; without TCP_NODELAY a kept-alive
+    # connection waits for the client's delayed ACK (40 ms) between them.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._serve()

@@ -59,6 +59,8 @@ def _header(token: str) -> dict[str, Any]:
 
 def _verified_payload(token: str) -> dict[str, Any]:
     header = _header(token)
+    if "crit" in header:  # EVE never sends one; extensions we do not know mean "reject"
+        raise InvalidJWTError("malformed", "Access token header has critical extensions.")
     alg, kid = header.get("alg"), header.get("kid")
     if not isinstance(alg, str) or alg not in KEY_TYPE_FOR_ALG:
         raise InvalidJWTError("algorithm", f"Algorithm {alg!r} is not accepted.")
@@ -74,7 +76,7 @@ def _verified_payload(token: str) -> dict[str, Any]:
         return jwt.decode(token, key, algorithms=[alg]).claims
     except BadSignatureError as exc:
         raise InvalidJWTError("signature", "Access token signature does not verify.") from exc
-    except (JoseError, ValueError) as exc:
+    except (JoseError, ValueError, TypeError) as exc:
         raise InvalidJWTError("malformed", f"Access token could not be decoded: {exc}.") from exc
 
 

@@ -113,3 +113,30 @@ def check_session_engine(app_configs=None, **kwargs):
             id="esi_views.W003",
         )
     ]
+
+
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+@register()
+def check_shared_caches(app_configs=None, **kwargs):
+    # The JWKS refetch limit and the cleanup subset cycle are shared through these
+    # caches; a per-process cache still works, but each process keeps its own count.
+    from .conf import esi_settings
+
+    messages = []
+    for setting, alias in (("ESI_JWKS_CACHE_ALIAS", esi_settings.JWKS_CACHE_ALIAS),
+                           ("ESI_CLEANUP_CACHE_ALIAS", esi_settings.CLEANUP_CACHE_ALIAS)):
+        backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+        if backend in PER_PROCESS_CACHES:
+            messages.append(Warning(
+                f"{setting} names the {alias!r} cache, which is {backend.rsplit('.', 1)[-1]}: "
+                "not shared between processes.",
+                hint="Point it at a shared cache (Redis, Memcached or the database) so the "
+                     "JWKS refetch limit and the cleanup subset cycle hold across workers.",
+                id="esi_views.W004",
+            ))
+    return messages

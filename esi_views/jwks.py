@@ -121,12 +121,14 @@ def _current_keys(url: str) -> dict[str, Key]:
 
 def _may_refetch(url: str) -> bool:
     interval = int(esi_settings.JWKS_REFETCH_INTERVAL)
+    # This process's own limit always applies (a DummyCache says yes to every add()),
+    # the shared cache's on top spreads it over all processes.
+    with _lock:
+        last = _last_fetch.get(url)
+    if last is not None and time.monotonic() - last < interval:
+        return False
     added = _shared_cache("add", _cache_key(url, "-refetch"), 1, interval)
-    if added is None:  # no shared cache: limit this process on its own
-        with _lock:
-            last = _last_fetch.get(url)
-        return last is None or time.monotonic() - last >= interval
-    return bool(added)
+    return added is None or bool(added)
 
 
 def get_signing_key(kid: str) -> Key | None:

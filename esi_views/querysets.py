@@ -125,7 +125,7 @@ class TokenQuerySet(models.QuerySet):
             character_owner_hash=claims.owner_hash
         ).delete()
         fields = {
-            "character_name": claims.character_name,
+            "character_name": claims.character_name[:100],  # the column's length
             "access_token": response.access_token,
             "refresh_token": response.refresh_token or "",
             "expires_at": response.expires_at,

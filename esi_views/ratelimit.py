@@ -103,12 +103,30 @@ def parse_rate(rate: str) -> Rate:
     return Rate(count, multiplier * UNIT_SECONDS[unit])
 
 
+def _canonical(value: Any) -> Any:
+    """A JSON value that is the same in every process for equal arguments."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, set | frozenset):  # iteration order varies with hash seeding
+        items = [_canonical(item) for item in value]
+        return sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    if isinstance(value, dict):
+        return {str(name): _canonical(item) for name, item in value.items()}
+    # repr() would embed an address (a new bucket per object): refuse instead.
+    raise RateLimitUsageError(
+        f"rate_limited_task keys must name arguments with JSON-like values (str, int, "
+        f"float, bool, None, lists, sets, dicts), not {type(value).__name__}."
+    )
+
+
 def bucket_key(task_name: str, values: dict[str, Any] | None = None) -> str:
     """The Redis key of a bucket: one per task, or per combination of ``keys`` values."""
     key = f"{esi_settings.RATE_LIMIT_KEY_PREFIX}{task_name}"
     if values:
         # JSON with sorted names: 1 and "1" differ, the order of ``keys`` does not.
-        part = json.dumps(values, sort_keys=True, default=repr, separators=(",", ":"))
+        part = json.dumps(_canonical(values), sort_keys=True, separators=(",", ":"))
         if len(part) > 200:  # keep keys short whatever the arguments are
             part = "sha1:" + sha1(part.encode(), usedforsecurity=False).hexdigest()
         key = f"{key}:{part}"

@@ -94,8 +94,8 @@ class RefreshReport:
         raise TokenGoneError("The token no longer exists.")
 
 
-# Striped in-process locks: with SELECT FOR UPDATE they are merely cheap; without it
-# (SQLite) they are what keeps threads of one process from refreshing a token twice.
+# Striped in-process locks: without SELECT FOR UPDATE (SQLite) they are what keeps
+# threads of one process from refreshing a token twice.
 _STRIPES = [threading.Lock() for _ in range(256)]
 
 
@@ -103,10 +103,15 @@ _STRIPES = [threading.Lock() for _ in range(256)]
 def _process_locks(ids: Iterable[int], skip_locked: bool = False) -> Iterator[set[int]]:
     """Hold the stripes of ``ids``; yields the ids whose stripe is held.
 
+    Only where the database has no row locks: next to SELECT FOR UPDATE they would be
+    a second lock taken in another order, and a deadlock no database can detect.
     Blocking: every stripe, in a fixed order (no deadlock). ``skip_locked``: only the
     stripes free right now (a non-blocking acquire cannot deadlock either).
     """
     ids = list(ids)
+    if _has_row_locks():
+        yield set(ids)
+        return
     stripes = sorted({pk % len(_STRIPES) for pk in ids})  # fixed order: no deadlock
     with contextlib.ExitStack() as stack:
         held = set()
@@ -139,9 +144,10 @@ class UnexpectedRefreshError(SSOError):
 
 
 def _call_sso(token: Token) -> sso.TokenResponse | SSOError:
-    if not token.refresh_token:
-        return NoRefreshTokenError("The token expired and has no refresh token.")
     try:
+        # Inside the try: reading the refresh token decrypts it, and that can fail too.
+        if not token.refresh_token:
+            return NoRefreshTokenError("The token expired and has no refresh token.")
         return sso.refresh(token.refresh_token, owner_hash=token.character_owner_hash)
     except SSOError as exc:
         return exc
@@ -178,18 +184,24 @@ def refresh_tokens(
     # the caller's transaction) or cannot lock (the caller holds them) are refreshed
     # in the caller's transaction, as before.
     report = _detached_pool().submit(_refresh_detached, ids, force).result()
+    # Dead tokens are deleted here, not there: the delete cascades to rows the caller's
+    # transaction may hold locks on, which that connection would wait for forever.
+    _delete_dead(report)
     pending, report.skipped_locked = report.skipped_locked, []
     if pending:
         report.merge(_refresh(pending, force=force, skip_locked=skip_locked))
     return report
 
 
-def _refresh(ids: list[int], *, force: bool, skip_locked: bool) -> RefreshReport:
+def _refresh(
+    ids: list[int], *, force: bool, skip_locked: bool, delete_dead: bool = True
+) -> RefreshReport:
     from .models import Token
 
     report = RefreshReport()
     config_error: SSOConfigurationError | None = None
-    with _process_locks(ids, skip_locked) as held, transaction.atomic():
+    database = router.db_for_write(Token)
+    with _process_locks(ids, skip_locked) as held, transaction.atomic(using=database):
         rows = Token.objects.select_for_update(skip_locked=skip_locked and _can_skip_locked())
         locked = list(rows.filter(pk__in=sorted(held)).order_by("pk"))
         if skip_locked:
@@ -204,7 +216,7 @@ def _refresh(ids: list[int], *, force: bool, skip_locked: bool) -> RefreshReport
                 token.access_token = outcome.access_token
                 token.refresh_token = outcome.refresh_token or token.refresh_token
                 token.expires_at = outcome.expires_at
-                token.character_name = outcome.claims.character_name
+                token.character_name = outcome.claims.character_name[:100]
                 token.updated = now
                 report.refreshed.append(token)
             elif isinstance(outcome, TokenDeadError):
@@ -222,8 +234,8 @@ def _refresh(ids: list[int], *, force: bool, skip_locked: bool) -> RefreshReport
                     config_error = outcome
         _save(report.refreshed, SAVED_FIELDS)
         _save(rotated_only, ("refresh_token", "updated"))
-        if report.dead:
-            Token.objects.filter(pk__in=[token.pk for token, _ in report.dead]).delete()
+        if delete_dead:
+            _delete_dead(report)
     _log(report)
     if config_error is not None:
         raise config_error
@@ -257,9 +269,16 @@ def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
         cursor.executemany(sql, rows)
 
 
+def _delete_dead(report: RefreshReport) -> None:
+    from .models import Token
+
+    if report.dead:
+        Token.objects.filter(pk__in=[token.pk for token, _ in report.dead]).delete()
+
+
 def _refresh_detached(ids: list[int], force: bool) -> RefreshReport:
     try:
-        return _refresh(ids, force=force, skip_locked=True)
+        return _refresh(ids, force=force, skip_locked=True, delete_dead=False)
     finally:
         connections.close_all()  # this thread's connections only
 
@@ -282,6 +301,12 @@ def _inside_a_transaction() -> bool:
     # Only where rows can be skipped when locked: otherwise the separate connection
     # could wait forever for a row lock the caller's own transaction holds.
     return connection.in_atomic_block and _can_skip_locked()
+
+
+def _has_row_locks() -> bool:
+    from .models import Token
+
+    return bool(connections[router.db_for_write(Token)].features.has_select_for_update)
 
 
 def _can_skip_locked() -> bool:

@@ -224,3 +224,24 @@ def test_a_jwks_cache_that_is_down_is_worked_around(fake_sso, pilot, settings, c
         verify_access_token(fake_sso.mint_access_token(CHARACTER_ID, kid="forged"))
     assert fake_sso.calls["jwks"] == 1
     assert "JWKS cache 'down' unavailable" in caplog.text
+
+
+@pytest.mark.parametrize("crit", [[1], ["exp"], "b64", []])
+def test_critical_header_extensions_are_refused(fake_sso, pilot, crit):
+    _, payload, signature = fake_sso.mint_access_token(CHARACTER_ID).split(".")
+    kid = next(k["kid"] for k in fake_sso.jwks["keys"] if k["kty"] == "RSA")
+    header = {"alg": "RS256", "kid": kid, "crit": crit}
+    assert _reason(f"{_b64(header)}.{payload}.{signature}") == "malformed"
+
+
+def test_a_dummy_cache_does_not_lift_the_refetch_limit(fake_sso, pilot, settings):
+    settings.CACHES = {**settings.CACHES,
+                       "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    settings.ESI_JWKS_CACHE_ALIAS = "dummy"
+    jwks._memory.clear()
+    jwks._last_fetch.clear()
+    verify_access_token(fake_sso.mint_access_token(CHARACTER_ID))
+    for i in range(10):
+        with pytest.raises(InvalidJWTError):
+            verify_access_token(fake_sso.mint_access_token(CHARACTER_ID, kid=f"forged-{i}"))
+    assert fake_sso.calls["jwks"] == 1

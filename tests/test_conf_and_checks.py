@@ -73,3 +73,14 @@ def test_signed_cookie_sessions_are_warned_about(settings):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
     (message,) = check_session_engine()
     assert isinstance(message, Warning) and message.id == "esi_views.W003"
+
+
+def test_per_process_caches_for_shared_state_are_warned_about(settings):
+    from esi_views.checks import check_shared_caches
+
+    assert check_shared_caches() == []
+    settings.CACHES = {**settings.CACHES,
+                       "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.ESI_CLEANUP_CACHE_ALIAS = "local"
+    (message,) = check_shared_caches()
+    assert message.id == "esi_views.W004" and "ESI_CLEANUP_CACHE_ALIAS" in message.msg

@@ -337,3 +337,110 @@ def test_a_crash_before_the_sso_answers_keeps_that_token_and_saves_the_rest(
     assert Token.objects.filter(pk=tokens[1].pk).exists()
     with pytest.raises(UnexpectedRefreshError):
         report.raise_for(tokens[1])
+
+
+def test_a_token_that_cannot_be_decrypted_spoils_only_itself(esi_token, user, fake_sso):
+    from esi_views import crypto
+    from esi_views.fields import Ciphertext
+    from esi_views.refresh import UnexpectedRefreshError, refresh_tokens
+
+    good = [esi_token(user, character_id=90000800 + i) for i in range(3)]
+    bad = esi_token(user, character_id=90000810)
+    foreign = crypto._derive("a key no longer configured").encrypt(b"refresh").decode()
+    Token.objects.filter(pk=bad.pk).update(refresh_token=Ciphertext(foreign))
+    fake_sso.refresh_token_mode = "rotate"
+    _expire(*good)
+    Token.objects.filter(pk=bad.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    report = refresh_tokens(list(Token.objects.all()))
+    assert sorted(t.pk for t in report.refreshed) == sorted(t.pk for t in good)
+    assert [(t.pk, type(e)) for t, e in report.other] == [(bad.pk, UnexpectedRefreshError)]
+    for token in good:  # their rotated refresh tokens were saved
+        Token.objects.get(pk=token.pk).refresh()
+
+
+def _run_in_thread(target) -> threading.Thread:
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(20)
+    if thread.is_alive():  # free the blocked backends, or the test run hangs
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                           "datname = current_database() AND pid <> pg_backend_pid()")
+        thread.join(10)
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_token_is_deleted_in_the_callers_transaction(esi_token, fake_sso):
+    """The delete cascades to rows the caller may hold locks on: no separate connection."""
+    from django.db import transaction
+
+    from esi_views.models import CallbackRedirect
+
+    processes.require_postgresql()
+    user = get_user_model().objects.create_user("cascade")
+    token = esi_token(user)
+    flow = CallbackRedirect.objects.create(session_key="s", state="s" * 20, return_url="/",
+                                           token=token)
+    _expire(token)
+    fake_sso.revoke_all(token.character_id)
+    outcome = {}
+
+    def request():
+        try:
+            with transaction.atomic():  # ATOMIC_REQUESTS
+                CallbackRedirect.objects.filter(pk=flow.pk).update(return_url="/x")
+                Token.objects.get(pk=token.pk).valid_access_token()
+        except InvalidGrantError:
+            outcome["dead"] = True
+        finally:
+            connection.close()
+
+    assert not _run_in_thread(request).is_alive()
+    assert outcome == {"dead": True}
+    # The caller's transaction rolled back with the error, and the delete with it; the
+    # next use outside one deletes the token for good.
+    with pytest.raises(InvalidGrantError):
+        Token.objects.get(pk=token.pk).refresh()
+    assert not Token.objects.filter(pk=token.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_caller_holding_the_row_and_a_worker_refreshing_it_do_not_deadlock(
+    esi_token, fake_sso
+):
+    from django.db import transaction
+
+    from esi_views.refresh import refresh_tokens
+
+    processes.require_postgresql()
+    user = get_user_model().objects.create_user("no-deadlock")
+    token = esi_token(user)
+    row_locked, outcome = threading.Event(), {}
+
+    def request():
+        try:
+            with transaction.atomic():
+                mine = Token.objects.get(pk=token.pk)
+                mine.character_name = "Renamed"
+                mine.save()  # holds the row lock until commit
+                row_locked.set()
+                time.sleep(0.5)  # the worker is waiting for the row meanwhile
+                mine.refresh()
+            outcome["request"] = "ok"
+        finally:
+            connection.close()
+
+    def worker():
+        row_locked.wait(10)
+        try:
+            refresh_tokens([Token(pk=token.pk)], force=True)
+            outcome["worker"] = "ok"
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=worker, daemon=True)
+    other.start()
+    assert not _run_in_thread(request).is_alive()
+    other.join(20)
+    assert outcome == {"request": "ok", "worker": "ok"}

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
 from esi_views.decorators import token_required
-from esi_views.flow import FLOW_PARAM, safe_return_url
+from esi_views.flow import safe_return_url
 from esi_views.mixins import SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
 from esi_views.models import Token
 from esi_views.ratelimit import parse_rate
@@ -60,8 +60,8 @@ def _login_with_token(request, token):
 
 def login_view(request):
     """Log in with EVE SSO: ``token_required(new=True)`` and an auth backend."""
-    if request.user.is_authenticated and FLOW_PARAM not in request.GET:
-        logout(request)  # logging in as another character: start from a clean session
+    # No logout here: a GET must not change state (any page could log users out).
+    # Logging in as another character replaces the session in login() anyway.
     return _login_with_token(request)
 
 
@@ -147,8 +147,11 @@ def api_bearer(request):
     if token is None:
         messages.error(request, "You have no token to send.")
     else:
+        # Our own server, by address: never a URL built from the request's Host header,
+        # which a client could point elsewhere to collect the token.
+        own_url = f"http://127.0.0.1:{request.META['SERVER_PORT']}{reverse('demo:api-me')}"
         answer = requests.get(
-            request.build_absolute_uri(reverse("demo:api-me")),
+            own_url,
             headers={"Authorization": f"Bearer {token.valid_access_token()}",
                      "Accept": "application/json"},
             timeout=15,

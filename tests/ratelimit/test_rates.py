@@ -101,3 +101,31 @@ def test_decorated_function_keeps_its_identity():
     assert fetch.__name__ == "fetch" and fetch.__doc__ == "Docstring."
     assert fetch.rate == Rate(10, 60)
     assert fetch.rate_limit_keys == ("corp_id",)
+
+
+def test_bucket_keys_are_the_same_in_every_process_for_equal_values():
+    import os
+    import subprocess
+    import sys
+
+    script = ("from django.conf import settings; settings.configure(); "
+              "from esi_views.ratelimit import bucket_key; "
+              "print(bucket_key('t', {'ids': {3, 'a', 1, 'b', 2}, 'm': {1: 'x', 'b': 2}}))")
+    keys = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}, check=True).stdout
+        for seed in range(4)
+    }
+    assert len(keys) == 1
+
+
+def test_bucket_keys_refuse_values_without_a_stable_form():
+    import pytest
+
+    from esi_views.ratelimit import RateLimitUsageError
+
+    class Character:
+        pass
+
+    with pytest.raises(RateLimitUsageError, match="JSON-like"):
+        bucket_key("t", {"character": Character()})

@@ -22,6 +22,8 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A demo: never deploy these values.
+# A demo on 127.0.0.1 only. Do not copy these two lines into a real site: the default
+# key is public, and esi_views derives its token encryption key from SECRET_KEY.
 SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "django-esi-views-demo-only-not-secret")
 DEBUG = os.environ.get("DEMO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]

@@ -37,7 +37,12 @@ from esi_views.scopes import ScopesArg, normalize_scopes
 
 from .authentication import EveAccessToken
 from .composition import ESIPermissionMetaclass
-from .exceptions import CHARACTER_INVALID, TOKEN_REQUIRED, token_required_detail
+from .exceptions import (
+    CHARACTER_INVALID,
+    TOKEN_REQUIRED,
+    SSOUnavailable,
+    token_required_detail,
+)
 
 __all__ = ["CHARACTER_HEADER", "HasESIToken", "HasESITokens"]
 
@@ -65,6 +70,18 @@ def _normalized(owner: str, scopes: Any) -> frozenset[str]:
             f"{owner}: scopes must be a space-delimited string or a list of scope names, "
             f"not {scopes!r}."
         ) from exc
+
+
+def _stored_tokens(request: Request, scopes: frozenset[str], character_id: int | None) -> Any:
+    tokens = flow.user_tokens(request.user, scopes, character_id=character_id)
+    failures = getattr(tokens, "refresh_failures", [])  # none() has none
+    if not tokens and failures:
+        # The user has tokens, but the SSO could not renew any now: "get a token" would
+        # be wrong advice, "try again" is right.
+        wait = max(error.retry_after or 0 for error in failures) or None
+        raise SSOUnavailable("The EVE SSO could not be reached to renew your token. "
+                             "Try again shortly.", wait=wait)
+    return tokens
 
 
 class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
@@ -150,11 +167,8 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
                             character_id: int | None) -> Any:
         # user_tokens only ever returns this user's tokens, so a header naming someone
         # else's character simply finds nothing.
-        tokens = flow.user_tokens(request.user, scopes).order_by("-updated", "-pk")
-        if character_id is not None:
-            tokens = tokens.filter(character_id=character_id)
-        token = tokens.first()
-        return [token] if token is not None else []
+        tokens = _stored_tokens(request, scopes, character_id)
+        return tokens[:1]
 
     def _hand_over(self, request: Request, found: Any) -> None:
         request.esi_token = found[0]
@@ -176,10 +190,8 @@ class HasESITokens(HasESIToken):
 
     def _from_stored_tokens(self, request: Request, scopes: frozenset[str],
                             character_id: int | None) -> Any:
-        tokens = flow.user_tokens(request.user, scopes).order_by("-updated", "-pk")
-        if character_id is not None:
-            tokens = tokens.filter(character_id=character_id)
-        return tokens if tokens else []  # evaluated once; the view reads the cached rows
+        tokens = _stored_tokens(request, scopes, character_id)
+        return tokens if tokens else []  # already evaluated; the view reads these rows
 
     def _hand_over(self, request: Request, found: Any) -> None:
         request.esi_tokens = found

@@ -111,11 +111,20 @@ def _user_id(request: HttpRequest) -> int | None:
 # -- what a user has ----------------------------------------------------------------------------
 
 
-def user_tokens(user: Any, scopes: ScopesArg) -> TokenQuerySet:
-    """The user's valid tokens with these scopes (expired ones refreshed first)."""
+def user_tokens(
+    user: Any, scopes: ScopesArg, *, character_id: int | None = None
+) -> TokenQuerySet:
+    """The user's valid tokens with these scopes, most recently refreshed first.
+
+    Expired ones are refreshed first; the result is already evaluated, and its
+    ``refresh_failures`` lists the transient errors of tokens left out for them.
+    """
     if user is None or not user.is_authenticated:
         return Token.objects.none()
-    return Token.objects.filter(user=user).require_scopes(scopes).require_valid()
+    tokens = Token.objects.filter(user=user)
+    if character_id is not None:
+        tokens = tokens.filter(character_id=character_id)
+    return tokens.require_scopes(scopes).order_by("-updated", "-pk").require_valid()
 
 
 def selectable_tokens(user: Any, scopes: ScopesArg) -> list[Token]:

@@ -84,8 +84,10 @@ class TokenQuerySet(models.QuerySet):
 
         tokens = list(self)
         expired = [t for t in tokens if t.expired]
+        transient: list = []
         if expired:
             report = refresh_tokens(expired)
+            transient = [error for _, error in report.transient]
             refreshed = {t.pk: t for t in report.usable}
             for token in expired:
                 if token.pk in refreshed:
@@ -96,6 +98,9 @@ class TokenQuerySet(models.QuerySet):
         # querying again; any further filtering on the result queries as usual.
         result._result_cache = tokens
         result._prefetch_done = True
+        # Why some tokens are missing, for callers that answer differently when the SSO
+        # is down (esi_drf's 503); not carried over to querysets derived from this one.
+        result.refresh_failures = transient
         return result
 
     def bulk_refresh(self) -> TokenQuerySet:

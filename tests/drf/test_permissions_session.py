@@ -232,3 +232,24 @@ def test_with_scopes_makes_a_new_class():
     assert issubclass(narrowed, HasESIToken) and narrowed is not HasESIToken
     assert narrowed.scopes == frozenset({SKILLS, WALLET}) and HasESIToken.scopes is None
     assert HasESIToken.with_scopes(f"{SKILLS}  {WALLET}").scopes == narrowed.scopes
+
+
+# -- the SSO down while the user's token needs renewing -------------------------------------------
+
+
+def test_sso_down_while_renewing_is_503_not_get_a_token(alice, alice_client, esi_token,
+                                                          fake_sso):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    token = esi_token(alice, character_id=ALICE_MAIN, scopes=SKILLS)
+    Token.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(hours=1))
+    fake_sso.inject("rate_limited", retry_after=45, times=None)
+    response = alice_client.get("/api/skills/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "45"
+    assert response.json()["detail"].startswith("The EVE SSO could not be reached")
+    assert Token.objects.filter(pk=token.pk).exists()
+    fake_sso.clear_faults()
+    assert alice_client.get("/api/skills/").status_code == 200  # and fine once it is back

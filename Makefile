@@ -6,11 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint bench demo clean
 
-$(STAMP): pyproject.toml
+# $(call install,EXTRAS): the venv if missing, then the package with those extras.
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(1)]'
+	touch $@
+endef
+
+$(STAMP): pyproject.toml
+	$(call install,dev)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -21,10 +26,7 @@ test: $(STAMP)
 DEMO_STAMP := $(VENV)/.installed-demo
 
 $(DEMO_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[demo]'
-	touch $(DEMO_STAMP)
+	$(call install,demo)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python sample_site/run_demo.py $(DEMO_ARGS)

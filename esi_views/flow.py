@@ -112,32 +112,28 @@ def _user_id(request: HttpRequest) -> int | None:
 
 
 def user_tokens(
-    user: Any, scopes: ScopesArg, *, character_id: int | None = None
+    user: Any, scopes: ScopesArg, *, character_id: int | None = None,
+    with_scopes: bool = False,
 ) -> TokenQuerySet:
     """The user's valid tokens with these scopes, most recently refreshed first.
 
-    Expired ones are refreshed first; the result is already evaluated, and its
-    ``refresh_failures`` lists the transient errors of tokens left out for them.
+    Expired ones are refreshed first; the result is already evaluated (with each
+    token's scopes prefetched if ``with_scopes``), and its ``refresh_failures`` lists
+    the transient errors of tokens left out for them.
     """
     if user is None or not user.is_authenticated:
         return Token.objects.none()
     tokens = Token.objects.filter(user=user)
     if character_id is not None:
         tokens = tokens.filter(character_id=character_id)
+    if with_scopes:
+        tokens = tokens.prefetch_related("scopes")
     return tokens.require_scopes(scopes).order_by("-updated", "-pk").require_valid()
 
 
 def selectable_tokens(user: Any, scopes: ScopesArg) -> list[Token]:
     """One valid token per character (the most recently refreshed), scopes prefetched."""
-    if user is None or not user.is_authenticated:
-        return []
-    tokens = (
-        Token.objects.filter(user=user)
-        .require_scopes(scopes)
-        .prefetch_related("scopes")
-        .order_by("-updated", "-pk")
-        .require_valid()
-    )
+    tokens = user_tokens(user, scopes, with_scopes=True)
     by_character: dict[int, Token] = {}
     for token in tokens:
         by_character.setdefault(token.character_id, token)

@@ -126,17 +126,20 @@ def _process_locks(ids: Iterable[int], skip_locked: bool = False) -> Iterator[se
         yield {pk for pk in ids if pk % len(_STRIPES) in held}
 
 
-_executors: dict[int, ThreadPoolExecutor] = {}
+_executors: dict[tuple[str, int], ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
+def _executor(name: str, size: int) -> ThreadPoolExecutor:
     # Long-lived, so each worker thread keeps its keep-alive SSO session.
-    size = max(1, int(esi_settings.REFRESH_CONCURRENCY))
     with _executor_lock:
-        if size not in _executors:
-            _executors[size] = ThreadPoolExecutor(size, thread_name_prefix="esi-refresh")
-        return _executors[size]
+        if (name, size) not in _executors:
+            _executors[name, size] = ThreadPoolExecutor(size, thread_name_prefix=name)
+        return _executors[name, size]
+
+
+def _pool() -> ThreadPoolExecutor:
+    return _executor("esi-refresh", max(1, int(esi_settings.REFRESH_CONCURRENCY)))
 
 
 class UnexpectedRefreshError(SSOError):
@@ -283,15 +286,8 @@ def _refresh_detached(ids: list[int], force: bool) -> RefreshReport:
         connections.close_all()  # this thread's connections only
 
 
-_detached_executor: ThreadPoolExecutor | None = None
-
-
 def _detached_pool() -> ThreadPoolExecutor:
-    global _detached_executor
-    with _executor_lock:
-        if _detached_executor is None:
-            _detached_executor = ThreadPoolExecutor(4, thread_name_prefix="esi-refresh-commit")
-        return _detached_executor
+    return _executor("esi-refresh-commit", 4)
 
 
 def _inside_a_transaction() -> bool:

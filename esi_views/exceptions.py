@@ -130,3 +130,35 @@ class MissingSettingError(SSOConfigurationError):
 
 class SSORejectedError(SSOError):
     """The SSO refused the request for a reason outside the three families."""
+
+
+# -- ESI calls: the shared budget said no ---------------------------------------------------
+
+
+class EsiLimitError(EsiError):
+    """An ESI call cannot go out now without breaking CCP's limits; try again later."""
+
+
+class EsiRateLimitedError(EsiLimitError):
+    """The route group's bucket is spent (or ESI answered 429).
+
+    ``retry_after``: seconds until the bucket has room again; ``group``: the ESI
+    rate-limit group (``None`` when ESI did not name it).
+    """
+
+    def __init__(
+        self, message: str = "", *, retry_after: float, group: str | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        self.group = group
+        super().__init__(
+            message or f"ESI rate limit for group {group or '?'}: retry in {retry_after:.1f} s."
+        )
+
+
+class EsiErrorLimitedError(EsiLimitError):
+    """ESI's error limit is (nearly) spent; nothing may go out until ``reset`` seconds pass."""
+
+    def __init__(self, message: str = "", *, reset: float) -> None:
+        self.reset = reset
+        super().__init__(message or f"ESI error limit reached: resets in {reset:.1f} s.")

@@ -49,7 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "CHARACTER_PORTRAIT_URL": "https://images.evetech.net/characters/{character_id}/portrait?size={size}",
     "JWKS_DEFAULT_TTL": 300,
     "JWKS_REFETCH_INTERVAL": 60,
-    # rate_limited_task: a Redis URL of its own (wins), else the Redis cache of this alias.
+    # The Redis every limiter coordinates on (rate_limited_task, ESI buckets, the SSO cap):
+    # a dotted path to a callable returning a client (e.g. a RedisCluster) wins, then a
+    # Redis URL of its own, else the Redis cache of this alias.
+    "RATE_LIMIT_REDIS_CLIENT": "",
     "RATE_LIMIT_REDIS_URL": "",
     "RATE_LIMIT_CACHE_ALIAS": "default",
     "RATE_LIMIT_KEY_PREFIX": "esi_views:ratelimit:",

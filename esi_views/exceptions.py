@@ -132,6 +132,17 @@ class SSORejectedError(SSOError):
     """The SSO refused the request for a reason outside the three families."""
 
 
+# -- Redis: the coordination store of every limiter ------------------------------------
+
+
+class RedisUnavailableError(EsiError):
+    """Redis could not run a limiter's script (down, timing out, cluster down, out of memory).
+
+    The redis-py error is the ``__cause__``. Raised by ``esi_views.redis_scripts``; each
+    limiter documents what it does about it.
+    """
+
+
 # -- ESI calls: the shared budget said no ---------------------------------------------------
 
 

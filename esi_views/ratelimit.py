@@ -23,7 +23,6 @@ import logging
 import math
 import random
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,10 +30,9 @@ from dataclasses import dataclass
 from hashlib import sha1
 from typing import Any, TypeVar
 
-from django.core.exceptions import ImproperlyConfigured
-
 from .conf import esi_settings
-from .exceptions import EsiError
+from .exceptions import EsiError, RedisUnavailableError
+from .redis_scripts import LuaScript, get_redis
 
 __all__ = [
     "InvalidRateError",
@@ -70,7 +68,7 @@ class RateLimitUsageError(EsiError, TypeError):
     """``rate_limited_task`` was applied to something it cannot limit."""
 
 
-class RateLimiterUnavailableError(EsiError):
+class RateLimiterUnavailableError(RedisUnavailableError):
     """Redis did not answer, so the limit could not be checked (eager calls only)."""
 
 
@@ -165,55 +163,18 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(nxt, now) - now + grace) / 10
 return {admit and 1 or 0, wait}
 """
 
-_script_lock = threading.Lock()
-_script: Any = None
-_url_clients: dict[str, Any] = {}
+_SCRIPT = LuaScript(_LUA, name="rate_limited_task", error=RateLimiterUnavailableError)
 
 
 def acquire(client: Any, key: str, token: str, rate: Rate) -> float:
     """Admit ``token`` to bucket ``key`` now (return 0.0) or say how many seconds to wait.
 
     A refusal reserves a slot for ``token``: ask again with the same token after the
-    returned delay. Raises ``redis.RedisError`` when Redis cannot be reached.
+    returned delay. Raises :class:`RateLimiterUnavailableError` when Redis cannot run it.
     """
-    global _script
-    if _script is None:
-        with _script_lock:
-            if _script is None:
-                # EVALSHA, falling back to loading the script when Redis lost it.
-                _script = client.register_script(_LUA)
     grace_us = max(MIN_GRACE_US, 2 * rate.interval_us)
-    admitted, wait_us = _script(keys=[key], args=[token, rate.interval_us, grace_us], client=client)
+    admitted, wait_us = _SCRIPT(client, keys=[key], args=[token, rate.interval_us, grace_us])
     return 0.0 if admitted else max(int(wait_us), 1) / 1_000_000
-
-
-def get_redis() -> Any:
-    """The client to coordinate on: ``ESI_RATE_LIMIT_REDIS_URL``, else a Redis Django cache."""
-    url = esi_settings.RATE_LIMIT_REDIS_URL
-    if url:
-        client = _url_clients.get(url)
-        if client is None:
-            import redis
-
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30
-            )
-            _url_clients[url] = client
-        return client
-    from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
-
-    cache = caches[esi_settings.RATE_LIMIT_CACHE_ALIAS]
-    if isinstance(cache, RedisCache):
-        return cache._cache.get_client(write=True)
-    client_factory = getattr(getattr(cache, "client", None), "get_client", None)
-    if type(cache).__module__.startswith("django_redis") and client_factory:
-        return client_factory()
-    raise ImproperlyConfigured(
-        f"rate_limited_task needs Redis, but the {esi_settings.RATE_LIMIT_CACHE_ALIAS!r} cache is "
-        f"{type(cache).__module__}.{type(cache).__name__}. Set ESI_RATE_LIMIT_REDIS_URL or use "
-        "a Redis cache backend."
-    )
 
 
 _failures = 0  # consecutive Redis failures in this process, for the backoff
@@ -226,13 +187,12 @@ def _redis_backoff() -> float:
 
 
 def _check(key: str, token: str, rate: Rate) -> float:
-    """``acquire`` with this process's Redis; raises ``redis.RedisError`` if it is down."""
+    """``acquire`` with this process's Redis; raises RateLimiterUnavailableError if it is down."""
     global _failures
     try:
         wait = acquire(get_redis(), key, token, rate)
-    except Exception as exc:
-        if _is_redis_error(exc):
-            _failures += 1
+    except RedisUnavailableError:
+        _failures += 1
         raise
     _failures = 0
     return wait
@@ -250,14 +210,6 @@ def _wait_turn(key: str, token: str, rate: Rate, max_sleep: float) -> float:
         if wait == 0.0 or wait > max_sleep:
             return wait
         time.sleep(wait)
-
-
-def _is_redis_error(exc: BaseException) -> bool:
-    try:
-        from redis import RedisError
-    except ImportError:  # pragma: no cover - redis is required to get this far
-        return False
-    return isinstance(exc, RedisError)
 
 
 def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[[F], F]:
@@ -311,18 +263,14 @@ def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[
                 # No queue to come back through: sleep until the reserved slot instead.
                 try:
                     _wait_turn(key, token, parsed, max_sleep=math.inf)
-                except Exception as exc:
-                    if _is_redis_error(exc):
-                        raise RateLimiterUnavailableError(
-                            f"Cannot check the rate limit of {self.name}: {exc}"
-                        ) from exc
-                    raise
+                except RedisUnavailableError as exc:
+                    raise RateLimiterUnavailableError(
+                        f"Cannot check the rate limit of {self.name}: {exc}"
+                    ) from exc
                 return func(self, *args, **kwargs)
             try:
                 wait = _wait_turn(key, token, parsed, esi_settings.RATE_LIMIT_MAX_SLEEP)
-            except Exception as exc:
-                if not _is_redis_error(exc):
-                    raise
+            except RedisUnavailableError as exc:
                 # Never run unchecked, never drop: come back later (without using a retry).
                 wait = _redis_backoff()
                 logger.warning(

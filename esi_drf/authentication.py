@@ -175,7 +175,7 @@ class EveSSOAuthentication(BaseAuthentication):
     def _verify(self, raw: str) -> AccessTokenClaims:
         try:
             return verify_access_token(raw, client_id=self.get_client_id())
-        except InvalidJWTError as exc:  # before SSOError: it is one (a malformed answer)
+        except InvalidJWTError as exc:
             raise AuthenticationFailed(_REASONS.get(exc.reason, _INVALID)) from exc
         except SSOConfigurationError:
             raise  # our settings are wrong: a 500 and a loud log, not a client error

@@ -14,6 +14,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.request import Request
 
+from esi_views.exceptions import EsiError
 from esi_views.scopes import ScopesArg, normalize_scopes
 
 __all__ = [
@@ -50,7 +51,7 @@ def token_required_detail(
     }
 
 
-class ESITokenRequired(PermissionDenied):
+class ESITokenRequired(PermissionDenied, EsiError):
     """403 with the body of :func:`token_required_detail`.
 
     The permission classes answer with this shape; views raise it themselves when they
@@ -66,7 +67,7 @@ class ESITokenRequired(PermissionDenied):
         super().__init__(token_required_detail(request, scopes, detail=detail, code=code), code)
 
 
-class SSOUnavailable(APIException):
+class SSOUnavailable(APIException, EsiError):
     """503: a bearer token could not be checked because the EVE SSO's keys are out of reach.
 
     Not a 401: the token may well be good, and telling the client it is invalid would

@@ -18,13 +18,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .exceptions import EsiError
+from .exceptions import TokenDecryptionError  # defined there, still importable from here
 
 _HKDF_INFO = b"django-esi-views token encryption v1"
-
-
-class TokenDecryptionError(EsiError, ImproperlyConfigured):
-    """A stored secret was encrypted with a key that is no longer configured."""
 
 
 def _derive(secret: str | bytes) -> Fernet:

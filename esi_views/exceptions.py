@@ -1,11 +1,23 @@
-"""Every error this package raises about the SSO, in three families callers act on.
+"""Every error this package raises on purpose: one hierarchy under ``EsiError``.
 
-- ``TokenDeadError``: the token can never be used again (delete it).
-- ``SSOTransientError``: try again later; keep the token. May carry ``retry_after``.
-- ``SSOConfigurationError``: our side is set up wrongly (also ``ImproperlyConfigured``).
+The families callers act on (django-esi's names, re-exported by ``esi_views.errors``,
+are the parents, so ``except TokenError`` written for django-esi catches ours):
 
-``SSORejectedError`` is the rare rest: the SSO refused the request for a reason that
-is neither of those (e.g. ``invalid_scope``); keep the token and log it.
+- ``TokenError``: this token cannot be used. ``TokenInvalidError`` (ours:
+  ``TokenDeadError``, deleted), ``TokenExpiredError`` and ``NotRefreshableTokenError``
+  (ours: ``NoRefreshTokenError``, which is all three).
+- ``IncompleteResponseError``: no usable answer now, keep the token. ``SSOUnavailableError``
+  (ours: ``SSOTransientError``, may carry ``retry_after``) is the SSO outage.
+- ``SSOOAuthError``: the SSO answered with an OAuth error (``.error``, ``.description``).
+- ``SSOConfigurationError``: our settings are wrong (also ``ImproperlyConfigured``).
+- ``InvalidJWTError``: an access token failed verification (its own family: a forged
+  token is not an outage). Met while refreshing, it is wrapped in the transient
+  ``SSOInvalidAnswerError`` (the SSO sent something odd; the stored token is kept).
+- ``FlowError`` (a step of the web flow refused a request), the ``rate_limited_task``
+  errors and ``EsiLimitError`` (an ESI call cannot go out now).
+
+Exceptions take their data as constructor arguments; wrapping ones are raised ``from``
+what they wrap.
 """
 
 from __future__ import annotations
@@ -15,6 +27,37 @@ from django.core.exceptions import ImproperlyConfigured
 
 class EsiError(Exception):
     """Base class of everything this package raises on purpose."""
+
+
+#: django-esi's base class is ours.
+DjangoEsiException = EsiError
+
+
+# -- django-esi's families -------------------------------------------------------------
+
+
+class TokenError(EsiError):
+    """This token cannot be used."""
+
+
+class TokenInvalidError(TokenError):
+    """The token is invalid for good (revoked, expired refresh token, changed hands)."""
+
+
+class TokenExpiredError(TokenError):
+    """The access token expired and cannot be renewed."""
+
+
+class NotRefreshableTokenError(TokenError):
+    """The token has no refresh token."""
+
+
+class IncompleteResponseError(EsiError):
+    """No usable answer could be had right now; the token is kept."""
+
+
+class SSOUnavailableError(IncompleteResponseError):
+    """The EVE SSO could not be reached or did not answer usefully; try again later."""
 
 
 class SSOError(EsiError):
@@ -34,18 +77,35 @@ class SSOError(EsiError):
         super().__init__(message or description or error or self.__class__.__doc__)
 
 
+class SSOOAuthError(SSOError):
+    """The EVE SSO answered with an OAuth2 error (``error``, ``description``).
+
+    Constructed as in django-esi (``SSOOAuthError("invalid_grant", "…")``) or with keywords.
+    """
+
+    def __init__(
+        self,
+        error: str | None = None,
+        description: str | None = None,
+        *,
+        message: str = "",
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, error=error, description=description, status=status)
+
+
 # -- token dead: delete it ----------------------------------------------------------
 
 
-class TokenDeadError(SSOError):
-    """The token can never be refreshed or used again."""
+class TokenDeadError(SSOError, TokenInvalidError):
+    """The token can never be refreshed or used again (it is deleted)."""
 
 
-class InvalidGrantError(TokenDeadError):
+class InvalidGrantError(TokenDeadError, SSOOAuthError):
     """The SSO answered ``invalid_grant``: the code or refresh token is revoked, used or expired."""
 
 
-class InvalidTokenError(TokenDeadError):
+class InvalidTokenError(TokenDeadError, SSOOAuthError):
     """The SSO answered ``invalid_token``."""
 
 
@@ -58,6 +118,14 @@ class OwnerChangedError(TokenDeadError):
         super().__init__(message or "The character's owner hash changed.")
 
 
+class NoRefreshTokenError(TokenDeadError, NotRefreshableTokenError, TokenExpiredError):
+    """The token expired and has no refresh token to renew it with."""
+
+
+class TokenGoneError(TokenDeadError):
+    """The token was deleted (by another process) before it could be refreshed."""
+
+
 DEAD_TOKEN_ERRORS: dict[str, type[TokenDeadError]] = {
     "invalid_grant": InvalidGrantError,
     "invalid_token": InvalidTokenError,
@@ -67,7 +135,7 @@ DEAD_TOKEN_ERRORS: dict[str, type[TokenDeadError]] = {
 # -- transient: keep the token, try later ----------------------------------------------
 
 
-class SSOTransientError(SSOError):
+class SSOTransientError(SSOError, SSOUnavailableError):
     """The SSO could not answer now. ``retry_after`` (seconds) is set when the SSO said when.
 
     ``refresh_token`` is set when the SSO did answer a refresh but the answer could not be
@@ -75,10 +143,16 @@ class SSOTransientError(SSOError):
     retired the old refresh token, so this one must be stored.
     """
 
-    refresh_token: str | None = None
-
-    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        refresh_token: str | None = None,
+        **kwargs,
+    ) -> None:
         self.retry_after = retry_after
+        self.refresh_token = refresh_token
         super().__init__(message, **kwargs)
 
 
@@ -102,7 +176,23 @@ class SSOMalformedResponseError(SSOTransientError):
     """The SSO's answer was not what the protocol promises (bad JSON, missing fields)."""
 
 
-class InvalidJWTError(SSOMalformedResponseError):
+class SSOInvalidAnswerError(SSOMalformedResponseError):
+    """The SSO answered a refresh with an access token that failed verification.
+
+    Transient: the stored token is not dead because the SSO sent something odd.
+    ``reason`` is the ``InvalidJWTError``'s (raised ``from`` it).
+    """
+
+    def __init__(self, message: str = "", *, reason: str, **kwargs) -> None:
+        self.reason = reason
+        super().__init__(message or f"The EVE SSO's new access token failed: {reason}.",
+                         **kwargs)
+
+
+# -- invalid JWTs: their own family -------------------------------------------------------
+
+
+class InvalidJWTError(EsiError):
     """An access token failed verification. ``reason`` names the rule it broke."""
 
     def __init__(self, reason: str, message: str = "") -> None:
@@ -117,7 +207,7 @@ class SSOConfigurationError(SSOError, ImproperlyConfigured):
     """Our SSO application settings are wrong or missing."""
 
 
-class InvalidClientError(SSOConfigurationError):
+class InvalidClientError(SSOConfigurationError, SSOOAuthError):
     """The SSO rejected our client id or secret (``invalid_client``)."""
 
 
@@ -125,11 +215,23 @@ class MissingSettingError(SSOConfigurationError):
     """A required ``ESI_*`` setting is not set."""
 
 
+class TokenDecryptionError(EsiError, ImproperlyConfigured):
+    """A stored secret was encrypted with a key that is no longer configured."""
+
+
 # -- the rest ---------------------------------------------------------------------------
 
 
-class SSORejectedError(SSOError):
-    """The SSO refused the request for a reason outside the three families."""
+class SSORejectedError(SSOOAuthError, IncompleteResponseError):
+    """The SSO refused the request for a reason outside the other families (keep the token)."""
+
+
+class FlowError(EsiError):
+    """A step of the token flow refused the request; rendered as ``esi_views/error.html``."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        self.status, self.title, self.message = status, title, message
+        super().__init__(f"{status} {title}: {message}")
 
 
 # -- Redis: the coordination store of every limiter ------------------------------------
@@ -141,6 +243,21 @@ class RedisUnavailableError(EsiError):
     The redis-py error is the ``__cause__``. Raised by ``esi_views.redis_scripts``; each
     limiter documents what it does about it.
     """
+
+
+# -- rate_limited_task ---------------------------------------------------------------------
+
+
+class InvalidRateError(EsiError, ValueError):
+    """The rate string is not ``"N/window"`` with a positive N and a unit of s, m, h or d."""
+
+
+class RateLimitUsageError(EsiError, TypeError):
+    """``rate_limited_task`` was applied to something it cannot limit."""
+
+
+class RateLimiterUnavailableError(RedisUnavailableError):
+    """Redis did not answer, so the limit could not be checked (eager calls only)."""
 
 
 # -- ESI calls: the shared budget said no ---------------------------------------------------

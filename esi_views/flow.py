@@ -30,7 +30,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import sso
 from .conf import esi_settings
-from .exceptions import InvalidJWTError, SSOError, SSOTransientError, TokenDeadError
+from .exceptions import FlowError, InvalidJWTError, SSOError, SSOTransientError, TokenDeadError
 from .models import CallbackRedirect, Token, TokenQuerySet
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
 
@@ -42,14 +42,6 @@ FLOW_PARAM = "esi_flow"
 # refused before it reaches the database (PostgreSQL rejects NUL bytes with an error).
 _FLOW_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _SELECTION_SALT = "esi_views.flow.selection"
-
-
-class FlowError(Exception):
-    """A step of the flow refused the request; rendered as ``esi_views/error.html``."""
-
-    def __init__(self, status: int, title: str, message: str) -> None:
-        self.status, self.title, self.message = status, title, message
-        super().__init__(f"{status} {title}: {message}")
 
 
 def error_response(request: HttpRequest, error: FlowError) -> HttpResponse:

@@ -242,9 +242,9 @@ def status_error(response: requests.Response) -> SSOError | None:
         return DEAD_TOKEN_ERRORS[code](**kwargs)
     if code in ("invalid_client", "unauthorized_client") or (status == 401 and code is None):
         return InvalidClientError(
-            "The EVE SSO rejected our client id or secret; check ESI_SSO_CLIENT_ID and "
+            message="The EVE SSO rejected our client id or secret; check ESI_SSO_CLIENT_ID and "
             "ESI_SSO_CLIENT_SECRET.", **kwargs)
     if code:
-        return SSORejectedError(f"The EVE SSO refused the request: {code}.", **kwargs)
+        return SSORejectedError(message=f"The EVE SSO refused the request: {code}.", **kwargs)
     return SSOMalformedResponseError(f"The EVE SSO answered HTTP {status} without an OAuth error.",
                                      status=status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,7 @@ from django.utils import timezone
 from .conf import esi_settings
 from .fields import EncryptedTextField
 from .querysets import TokenQuerySet
+from .scopes import ScopesArg
 
 __all__ = ["CallbackRedirect", "Scope", "Token", "TokenQuerySet"]
 
@@ -89,7 +91,8 @@ class Token(models.Model):
     def valid_access_token(self) -> str:
         """The access token, refreshed first if expired.
 
-        Raises ``TokenDeadError`` (the token is then deleted) or ``SSOTransientError``.
+        Raises ``TokenDeadError`` (a ``TokenInvalidError``; the token is then deleted) or,
+        when the SSO is down, ``SSOTransientError`` (an ``SSOUnavailableError``).
         """
         from .refresh import refresh_tokens
 
@@ -115,6 +118,17 @@ class Token(models.Model):
         except TokenDeadError:
             return False
         return True
+
+    @classmethod
+    def get_token(cls, character_id: int, scopes: ScopesArg) -> Token | Literal[False]:
+        """A token of this character with these scopes, or ``False`` (django-esi's contract).
+
+        Like django-esi it neither checks nor refreshes the token: call
+        ``valid_access_token()`` on it, which tells a dead token (``TokenInvalidError``)
+        from an SSO outage (``SSOUnavailableError``).
+        """
+        token = cls.objects.filter(character_id=character_id).require_scopes(scopes).first()
+        return token if token is not None else False
 
     def revoke(self) -> None:
         """Revoke the refresh token at the SSO and delete this token."""

@@ -73,12 +73,17 @@ class TokenQuerySet(models.QuerySet):
             .exclude(pk=token.pk)
         )
 
-    def require_valid(self) -> TokenQuerySet:
+    def require_valid(self, *, raise_if_unavailable: bool = False) -> TokenQuerySet:
         """Refresh the expired ones (in parallel, under per-token locks) and keep the usable.
 
         Dead tokens are deleted; tokens whose refresh failed transiently are kept in the
         database but left out of the result. Evaluates this queryset once; the result
         comes already evaluated (same order, same prefetched relations).
+
+        ``raise_if_unavailable=True``: when no token is left and at least one was left out
+        only because the SSO is down, raise that ``SSOTransientError`` (an
+        ``SSOUnavailableError``) instead of answering "none", so "no usable token" and
+        "SSO down" can be told apart even through ``.first()``.
         """
         from .refresh import refresh_tokens
 
@@ -93,6 +98,8 @@ class TokenQuerySet(models.QuerySet):
                 if token.pk in refreshed:
                     report.raise_for(token)  # copies the new values onto our instance
             tokens = [t for t in tokens if not t.expired or t.pk in refreshed]
+        if raise_if_unavailable and transient and not tokens:
+            raise transient[0]
         result = self.filter(pk__in=[t.pk for t in tokens])
         # Hand back the rows we already hold (and their prefetched relations) instead of
         # querying again; any further filtering on the result queries as usual.

@@ -31,7 +31,12 @@ from hashlib import sha1
 from typing import Any, TypeVar
 
 from .conf import esi_settings
-from .exceptions import EsiError, RedisUnavailableError
+from .exceptions import (
+    InvalidRateError,
+    RateLimiterUnavailableError,
+    RateLimitUsageError,
+    RedisUnavailableError,
+)
 from .redis_scripts import LuaScript, get_redis
 
 __all__ = [
@@ -58,18 +63,6 @@ MIN_GRACE_US = 300 * 1_000_000
 
 # Names of every function decorated in this process (read by the system check).
 registered_tasks: set[str] = set()
-
-
-class InvalidRateError(EsiError, ValueError):
-    """The rate string is not ``"N/window"`` with a positive N and a unit of s, m, h or d."""
-
-
-class RateLimitUsageError(EsiError, TypeError):
-    """``rate_limited_task`` was applied to something it cannot limit."""
-
-
-class RateLimiterUnavailableError(RedisUnavailableError):
-    """Redis did not answer, so the limit could not be checked (eager calls only)."""
 
 
 @dataclass(frozen=True)

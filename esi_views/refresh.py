@@ -38,10 +38,12 @@ from django.utils import timezone
 from . import sso
 from .conf import esi_settings
 from .exceptions import (
+    NoRefreshTokenError,
     SSOConfigurationError,
     SSOError,
     SSOTransientError,
     TokenDeadError,
+    TokenGoneError,
 )
 
 if TYPE_CHECKING:
@@ -49,15 +51,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["NoRefreshTokenError", "RefreshReport", "TokenGoneError", "refresh_tokens"]
+
 SAVED_FIELDS = ("access_token", "refresh_token", "expires_at", "character_name", "updated")
-
-
-class NoRefreshTokenError(TokenDeadError):
-    """The token expired and has no refresh token to renew it with."""
-
-
-class TokenGoneError(TokenDeadError):
-    """The token was deleted (by another process) before it could be refreshed."""
 
 
 @dataclass

@@ -20,8 +20,10 @@ from authlib.integrations.base_client import OAuthError
 from .access_tokens import AccessTokenClaims, verify_access_token
 from .conf import esi_settings
 from .exceptions import (
+    InvalidJWTError,
     MissingSettingError,
     OwnerChangedError,
+    SSOInvalidAnswerError,
     SSOMalformedResponseError,
     SSORejectedError,
     SSOTransientError,
@@ -94,10 +96,11 @@ def _raise_for_token_answer(response: requests.Response) -> requests.Response:
     body = json_answer(response, "token answer")
     problem = _token_answer_problem(body)
     if problem:
-        error = SSOMalformedResponseError(f"The EVE SSO's token answer {problem}.")
         refresh_token = body.get("refresh_token")
-        error.refresh_token = refresh_token if isinstance(refresh_token, str) else None
-        raise error
+        raise SSOMalformedResponseError(
+            f"The EVE SSO's token answer {problem}.",
+            refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+        )
     return response
 
 
@@ -162,8 +165,9 @@ def refresh(
     """Use a refresh token. An answer without a new refresh token keeps the old one.
 
     With ``owner_hash``, a token whose character changed hands raises ``OwnerChangedError``.
-    A new access token that fails verification raises ``InvalidJWTError``, which is
-    transient: the stored token is not dead because the SSO sent something odd. Any
+    A new access token that fails verification raises ``SSOInvalidAnswerError`` (from the
+    ``InvalidJWTError``), which is transient: the stored token is not dead because the
+    SSO sent something odd. Any
     transient error after the SSO answered carries the answer's ``refresh_token``, to
     be stored in case the SSO rotated it.
     """
@@ -176,14 +180,16 @@ def refresh(
     # whatever goes wrong from here on must hand the new one back.
     try:
         response = _token_response({**answer, "refresh_token": new_refresh_token})
+    except InvalidJWTError as exc:
+        raise SSOInvalidAnswerError(reason=exc.reason,
+                                    refresh_token=new_refresh_token) from exc
     except SSOTransientError as exc:
-        exc.refresh_token = new_refresh_token
+        exc.refresh_token = new_refresh_token  # e.g. the JWKS could not be fetched
         raise
     except Exception as exc:
         logger.exception("Could not verify the EVE SSO's refresh answer")
-        error = SSOTransientError(f"Could not verify the EVE SSO's answer: {exc!r}")
-        error.refresh_token = new_refresh_token
-        raise error from exc
+        raise SSOTransientError(f"Could not verify the EVE SSO's answer: {exc!r}",
+                                refresh_token=new_refresh_token) from exc
     if owner_hash is not None and response.claims.owner_hash != owner_hash:
         raise OwnerChangedError(old_owner_hash=owner_hash,
                                 new_owner_hash=response.claims.owner_hash)

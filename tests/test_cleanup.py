@@ -217,7 +217,7 @@ def test_a_rejected_refresh_keeps_the_token(esi_token, user, fake_sso, monkeypat
     token = esi_token(user)
     _expire(token)
     monkeypatch.setattr(refresh_module, "_call_sso",
-                        lambda _token: SSORejectedError("refused", error="invalid_scope"))
+                        lambda _token: SSORejectedError(message="refused", error="invalid_scope"))
     report = cleanup.cleanup_token()
     assert report.skipped_rejected == 1 and report.deleted_total == 0
     assert Token.objects.filter(pk=token.pk).exists()

@@ -18,6 +18,7 @@ from esi_views.exceptions import (
     MissingSettingError,
     OwnerChangedError,
     SSOConfigurationError,
+    SSOInvalidAnswerError,
     SSOMalformedResponseError,
     SSORateLimitedError,
     SSOServerError,
@@ -164,9 +165,10 @@ def test_owner_change_on_refresh_means_the_token_is_dead(fake_sso, pilot):
         ("rate_limited", {"retry_after": 120}, SSORateLimitedError, SSOTransientError),
         ("malformed_json", {}, SSOMalformedResponseError, SSOTransientError),
         ("missing_fields", {}, SSOMalformedResponseError, SSOTransientError),
-        ("wrong_audience", {}, InvalidJWTError, SSOTransientError),
-        ("expired_jwt", {}, InvalidJWTError, SSOTransientError),
-        ("bad_signature", {}, InvalidJWTError, SSOTransientError),
+        # A forged or broken JWT at login is its own family, not an SSO outage.
+        ("wrong_audience", {}, InvalidJWTError, InvalidJWTError),
+        ("expired_jwt", {}, InvalidJWTError, InvalidJWTError),
+        ("bad_signature", {}, InvalidJWTError, InvalidJWTError),
     ],
 )
 def test_each_fault_on_the_code_exchange(fake_sso, pilot, fault, params, error, family):
@@ -183,9 +185,13 @@ def test_jwt_faults_name_the_rule_broken(fake_sso, pilot):
     for fault, reason in [("wrong_audience", "audience"), ("expired_jwt", "expired"),
                           ("bad_signature", "signature")]:
         fake_sso.inject(fault)
-        with pytest.raises(InvalidJWTError) as caught:
+        # On a refresh it is transient (the stored token is fine), raised from the JWT error.
+        with pytest.raises(SSOInvalidAnswerError) as caught:
             sso.refresh(token.refresh_token)
         assert caught.value.reason == reason
+        assert isinstance(caught.value, SSOTransientError)
+        assert isinstance(caught.value.__cause__, InvalidJWTError)
+        assert not isinstance(caught.value.__cause__, SSOTransientError)
 
 
 def test_bare_issuer_form_is_accepted(fake_sso, pilot):

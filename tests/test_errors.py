@@ -72,11 +72,12 @@ def test_django_esis_own_hierarchy_holds():
 
 def test_every_exception_of_the_package_is_an_esi_error():
     from esi_drf import exceptions as drf_exceptions
-    from esi_views import crypto, flow, ratelimit, refresh
+    from esi_views import crypto, flow, ratelimit, redis_scripts, refresh
 
     classes = [
         obj
-        for module in (exceptions, crypto, flow, ratelimit, refresh, drf_exceptions)
+        for module in (exceptions, crypto, flow, ratelimit, redis_scripts, refresh,
+                       drf_exceptions)
         for obj in vars(module).values()
         if inspect.isclass(obj) and issubclass(obj, BaseException)
         and obj.__module__.startswith(("esi_views", "esi_drf"))

@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     # Parallel SSO calls when many tokens need refreshing at once.
     "REFRESH_CONCURRENCY": 8,
     "ALWAYS_CREATE_TOKEN": False,
+    # esi_views.auth.EveSSOBackend: a character linked to no account creates one.
+    "LOGIN_CREATE_USERS": True,
+    # Scopes offered by the characters page's "grant more scopes"; None: every known Scope.
+    "GRANTABLE_SCOPES": None,
     # How long an SSO flow (or a token selection) may take, start to hand-back, in seconds.
     "CALLBACK_MAX_AGE": 300,
     # Character portraits on the selection page; the fake SSO serves its own.

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import sso
+from . import logins, sso
 from .conf import esi_settings
 from .exceptions import FlowError, InvalidJWTError, SSOError, SSOTransientError, TokenDeadError
 from .models import CallbackRedirect, Token, TokenQuerySet
@@ -256,8 +256,10 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
     # Single-use tokens belong to no user, so they are never listed or selectable.
     owner = None if record.kind == Kind.SINGLE_USE else getattr(request, "user", None)
     owner = owner if owner is not None and owner.is_authenticated else None
-    record.token = Token.objects.create_from_response(answer, user=owner)
-    record.save(update_fields=["token"])
+    record.token = logins.store_token(request, record, answer, owner)
+    if record.kind == Kind.LOGIN:
+        # Nothing picks a login's token up: the next page reads the account's tokens.
+        return HttpResponseRedirect(safe_return_url(request, record.return_url))
     return HttpResponseRedirect(
         _with_flow_param(safe_return_url(request, record.return_url), record.state)
     )
@@ -355,8 +357,14 @@ def login_url(scopes: ScopesArg, next_url: str = "/") -> str:
 
 
 def start_login(request: HttpRequest) -> HttpResponse:
-    scopes = normalize_scopes(request.GET.get("scopes", ""))
+    # "scopes" may repeat (the characters page's checkboxes) or be space-delimited.
+    scopes = normalize_scopes(" ".join(request.GET.getlist("scopes")))
     if any(len(s) > 100 or not s.isprintable() for s in scopes) or len(scopes) > 100:
         raise FlowError(400, "Invalid scopes", "The scopes asked for are not valid.")
-    return start_sso(request, Kind.LOGIN, scopes,
-                     safe_return_url(request, request.GET.get("next")))
+    next_url = request.GET.get("next")
+    if not next_url or safe_return_url(request, next_url) != next_url:
+        # No next, or one off this site: where a login goes by default.
+        from .account_views import default_redirect
+
+        next_url = default_redirect("LOGIN_REDIRECT_URL")
+    return start_sso(request, Kind.LOGIN, scopes, next_url)

@@ -14,7 +14,7 @@ from .fields import EncryptedTextField
 from .querysets import TokenQuerySet
 from .scopes import ScopesArg
 
-__all__ = ["CallbackRedirect", "Scope", "Token", "TokenQuerySet"]
+__all__ = ["CallbackRedirect", "CharacterOwnership", "Scope", "Token", "TokenQuerySet"]
 
 
 class Scope(models.Model):
@@ -164,3 +164,35 @@ class CallbackRedirect(models.Model):
 
     def __str__(self) -> str:
         return f"SSO flow {self.state[:8]}… for session {self.session_key[:8]}…"
+
+
+class CharacterOwnership(models.Model):
+    """Which user account a character belongs to: one user per character id.
+
+    Bound to the owner hash the SSO reported: when a character changes hands (a new
+    owner hash), the link moves to the account of whoever logs in with it next, and
+    the old account's tokens for it are deleted (``esi_views.accounts``). Each user
+    has one main character (``is_main``): the first linked, changeable.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="eve_characters"
+    )
+    character_id = models.BigIntegerField(unique=True)
+    character_name = models.CharField(max_length=100)
+    character_owner_hash = models.CharField(max_length=64)
+    is_main = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_main", "character_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(is_main=True),
+                name="esi_views_one_main_character_per_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.character_name} ({self.character_id}) of {self.user_id}"

@@ -383,9 +383,9 @@ def test_merge_tokens_unions_scopes():
             self.scopes = FakeScopes(type("S", (), {"name": s})() for s in scopes)
             self.expires_at, self.refresh_token = expires, "r"
 
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
-    early, late = datetime(2030, 1, 1, tzinfo=timezone.utc), datetime(2031, 1, 1, tzinfo=timezone.utc)
+    early, late = datetime(2030, 1, 1, tzinfo=UTC), datetime(2031, 1, 1, tzinfo=UTC)
     rows = merge_tokens([T(1, "A", ["a"], early), T(2, "B", ["b"], early),
                          T(1, "A", ["c"], late)])
     assert [(r.character_id, r.sorted_scopes, r.expires_at, len(r.tokens)) for r in rows] == [

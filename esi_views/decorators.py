@@ -22,9 +22,16 @@ from django.views import View
 
 from .mixins import BaseTokenMixin, SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
 from .ratelimit import rate_limited_task
+from .retry import rate_limit_retry_task
 from .scopes import ScopesArg
 
-__all__ = ["rate_limited_task", "single_use_token", "token_required", "tokens_required"]
+__all__ = [
+    "rate_limit_retry_task",
+    "rate_limited_task",
+    "single_use_token",
+    "token_required",
+    "tokens_required",
+]
 
 ViewFunction = Callable[..., HttpResponse]
 

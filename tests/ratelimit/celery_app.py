@@ -34,7 +34,9 @@ if not settings.configured:  # in a worker; the test process already runs tests.
     )
     django.setup()
 
-from esi_views.decorators import rate_limited_task  # noqa: E402  (needs settings)
+from esi_views.decorators import rate_limit_retry_task, rate_limited_task  # noqa: E402
+from esi_views.deferral import is_deferring  # noqa: E402
+from esi_views.exceptions import EsiErrorLimitedError, EsiRateLimitedError  # noqa: E402
 
 app = Celery("esi_rl_test", broker=BROKER_URL)
 app.conf.update(
@@ -80,3 +82,24 @@ def strict(self, n: int) -> None:
 @rate_limited_task("2/s", keys=["corp_id"])
 def per_corp(self, corp_id: int, character_id: int = 0) -> None:
     record(f"corp{corp_id}", self, character_id=character_id)
+
+
+@app.task(bind=True, name="rl.deferred", max_retries=0)
+@rate_limit_retry_task
+def deferred(self, name: str, limited: int, wait: float, error_limit: bool = False) -> str:
+    """Hits an ESI limit on its first ``limited`` runs, then succeeds."""
+    attempt = _records.incr(f"{PREFIX}:attempts:{name}")
+    record(name, self, attempt=attempt, deferring=is_deferring())
+    if attempt <= limited:
+        if error_limit:
+            raise EsiErrorLimitedError(reset=wait)
+        raise EsiRateLimitedError(retry_after=wait, group="test")
+    return "done"
+
+
+@app.task(bind=True, name="rl.failing", max_retries=0)
+@rate_limit_retry_task
+def failing(self, name: str) -> None:
+    """Any other error passes through (and is not retried: max_retries=0)."""
+    record(name, self)
+    raise ValueError("not a limit")

@@ -214,3 +214,52 @@ def test_real_workers_keep_the_spacing_fairly(workers):
     assert max(corp1[-1]["t"], corp2[-1]["t"]) - min(corp1[0]["t"], corp2[0]["t"]) < 2.0
     print(f"\nthrottling retries, makespan (s): {report}; strict: "
           f"{[retries.get(r['id'], 0) for r in strict]}")
+
+
+# -- rate_limit_retry_task with real workers ---------------------------------------------------
+
+
+def _wait_for_runs(records, prefix, kind, count, timeout=TIMEOUT):
+    started = time.monotonic()
+    while records.llen(f"{prefix}:runs:{kind}") < count:
+        assert time.monotonic() - started < timeout, runs(records, prefix, kind)
+        time.sleep(0.1)
+    time.sleep(0.5)  # nothing runs again
+    return runs(records, prefix, kind)
+
+
+def test_limit_errors_defer_the_task_past_the_reset_without_using_retries(workers):
+    celery_app, records, prefix, queue = workers
+    celery_app.deferred.apply_async(("rate", 2, 1.0), queue=queue)
+    celery_app.deferred.apply_async(("errors", 1, 1.5, True), queue=queue)
+    rate = _wait_for_runs(records, prefix, "rate", 3)
+    errors = _wait_for_runs(records, prefix, "errors", 2)
+    assert len(rate) == 3 and len(errors) == 2  # limited twice / once, then done
+    assert all(r["deferring"] for r in rate + errors)  # the body ran inside deferring()
+    assert all(r["retries"] == 0 for r in rate + errors)  # max_retries=0 never used up
+    assert min(gaps(rate)) >= 1.0 and gaps(errors)[0] >= 1.5  # not before the reset
+    retries = {k.decode(): int(v) for k, v in records.hgetall(f"{prefix}:retries").items()}
+    assert retries[rate[0]["id"]] == 2 and retries[errors[0]["id"]] == 1
+
+
+def test_a_wait_beyond_the_countdown_cap_is_split_without_running_the_body(workers):
+    # The workers cap countdowns at 4 s (ESI_RL_MAX_COUNTDOWN); a 6 s reset takes two
+    # trips through the broker, and the body runs only after the whole wait.
+    celery_app, records, prefix, queue = workers
+    celery_app.deferred.apply_async(("long", 1, 6.0), queue=queue)
+    long = _wait_for_runs(records, prefix, "long", 2)
+    assert len(long) == 2
+    assert gaps(long)[0] >= 6.0
+    retries = {k.decode(): int(v) for k, v in records.hgetall(f"{prefix}:retries").items()}
+    assert retries[long[0]["id"]] == 2  # 4 s, then the rest
+    assert long[1]["retries"] == 0
+
+
+def test_other_errors_pass_through_untouched(workers):
+    celery_app, records, prefix, queue = workers
+    celery_app.failing.apply_async(("failing",), queue=queue)
+    failed = _wait_for_runs(records, prefix, "failing", 1)
+    time.sleep(1.0)
+    assert len(runs(records, prefix, "failing")) == 1
+    retries = {k.decode(): int(v) for k, v in records.hgetall(f"{prefix}:retries").items()}
+    assert failed[0]["id"] not in retries

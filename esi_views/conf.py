@@ -80,6 +80,32 @@ DEFAULTS: dict[str, Any] = {
     "CLEANUP_MAX_WAIT": 30,
     # Django cache holding the subset task's run counter (must be shared by all workers).
     "CLEANUP_CACHE_ALIAS": "default",
+    # Calling ESI (esi_views.esi; docs/esi.md).
+    "API_URL": "https://esi.evetech.net",
+    # Which API behaviour ESI gives us (X-Compatibility-Date); pinned, move it on purpose.
+    "COMPATIBILITY_DATE": "2025-11-06",
+    # (connect, read) seconds for every request to ESI.
+    "API_TIMEOUT": (5.0, 30.0),
+    # Names the application in the User-Agent CCP asks for, e.g. "MyCorpTool/1.2".
+    "APP_NAME": "",
+    # Django cache for ETag/Expires answers (per-process caches work, shared ones share).
+    "API_CACHE_ALIAS": "default",
+    "LIMITER_KEY_PREFIX": "esi_views:esi:",
+    # Share of each bucket never planned (rounded up), and at least this many tokens.
+    "HEADROOM": 0.05,
+    "MIN_HEADROOM": 2,
+    # Outside deferring tasks, a call waits for its bucket up to this many seconds, then raises.
+    "MAX_WAIT": 5.0,
+    # Random seconds (0..this) added to a 429's Retry-After, so workers do not return together.
+    "RETRY_JITTER": 1.0,
+    # Longest shared backoff after 429s without Retry-After (seconds; doubles from 1 s).
+    "BACKOFF_MAX": 60.0,
+    # Below this many errors left in ESI's error window, only calls expected to succeed go.
+    "ERROR_LIMIT_THRESHOLD": 10,
+    # get_all() fetches at most this many pages.
+    "MAX_PAGES": 100,
+    # The bucket size assumed for a limited group whose X-Ratelimit-Limit is unreadable.
+    "DEFAULT_RATE_LIMIT": "150/15m",
 }
 
 _ENDPOINT_PATHS = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
 from django.db import models
@@ -13,6 +13,9 @@ from .conf import esi_settings
 from .fields import EncryptedTextField
 from .querysets import TokenQuerySet
 from .scopes import ScopesArg
+
+if TYPE_CHECKING:
+    from .esi import EsiSession
 
 __all__ = ["CallbackRedirect", "CharacterOwnership", "Scope", "Token", "TokenQuerySet"]
 
@@ -99,6 +102,16 @@ class Token(models.Model):
         if self.expired:
             refresh_tokens([self]).raise_for(self)
         return self.access_token
+
+    def esi(self) -> EsiSession:
+        """A session calling ESI as this token's character (see docs/esi.md).
+
+        The access token is renewed through ``valid_access_token()`` when it expires; a
+        route needing a scope this token lacks is refused before any request.
+        """
+        from .esi import EsiSession
+
+        return EsiSession(self)
 
     def refresh(self) -> None:
         """Refresh now (under the per-token lock). Dead tokens are deleted, then raised."""

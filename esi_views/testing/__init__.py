@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from esi_views.testing.fake_esi import FakeESI, FakeRoute
     from esi_views.testing.fake_sso import FakeCharacter, FakeEveSSO
 
-__all__ = ["FakeCharacter", "FakeEveSSO"]
+__all__ = ["FakeCharacter", "FakeESI", "FakeEveSSO", "FakeRoute"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("FakeESI", "FakeRoute"):
+        from esi_views.testing import fake_esi
+
+        return getattr(fake_esi, name)
     if name in __all__:
         from esi_views.testing import fake_sso
 

@@ -78,6 +78,7 @@ class Request:
     form: dict[str, str]
     headers: Message
     fault: Fault | None = None
+    body: bytes = b""
 
     @property
     def params(self) -> dict[str, str]:

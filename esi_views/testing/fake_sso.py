@@ -282,6 +282,14 @@ class _Server(ThreadingHTTPServer):
         self.sso = sso
         super().__init__(address, _Handler)
 
+    # The two things the handler asks of the app it serves (the fake ESI serves another).
+    def answer(self, request: Request) -> Reply:
+        return self.sso._protocol.handle(request)
+
+    @property
+    def log_requests(self) -> bool:
+        return self.sso.log_requests
+
 
 class _Handler(BaseHTTPRequestHandler):
     """Parses HTTP into a Request and writes the Reply; the protocol does the rest."""
@@ -305,7 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        raw = self.rfile.read(length) if length else b""
+        body = raw.decode("utf-8", "replace")
         is_form = self.headers.get_content_type() == "application/x-www-form-urlencoded"
         request = Request(
             method=self.command,
@@ -313,9 +322,10 @@ class _Handler(BaseHTTPRequestHandler):
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             form=dict(parse_qsl(body, keep_blank_values=True)) if is_form else {},
             headers=self.headers,
+            body=raw,
         )
         try:
-            reply = self.server.sso._protocol.handle(request)
+            reply = self.server.answer(request)
         except Exception as exc:  # a bug here should reach the test as a readable 500
             reply = json_reply(500, {"error": "fake_sso_bug", "error_description": repr(exc)})
         self._send(reply)
@@ -334,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up waiting (e.g. the "timeout" fault)
 
     def log_message(self, format: str, *args: Any) -> None:
-        if self.server.sso.log_requests:
+        if self.server.log_requests:
             super().log_message(format, *args)
 
 

@@ -14,6 +14,7 @@ import pytest
 if TYPE_CHECKING:
     from esi_views.models import Token
 
+    from .fake_esi import FakeESI
     from .fake_sso import FakeEveSSO
 
 DEFAULT_CALLBACK_URL = "http://testserver/esi/callback/"
@@ -66,3 +67,27 @@ def esi_token(fake_sso: FakeEveSSO, db) -> Callable[..., Token]:
         return create_token(fake_sso, user=user, **kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake_esi_server(fake_sso_server: FakeEveSSO) -> Iterator[FakeESI]:
+    """One fake ESI for the whole session (2 s windows); prefer the ``fake_esi`` fixture."""
+    from .fake_esi import FakeESI
+
+    with FakeESI(fake_sso_server, window=2.0, limit=150) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_esi(fake_esi_server: FakeESI, fake_sso: FakeEveSSO, settings) -> Iterator[FakeESI]:
+    """The fake ESI, reset, with ESI_API_URL pointing at it and the ESI client's memory
+    (learned groups, shared budgets, cached answers) cleared for this test."""
+    from esi_views.esi.testing_support import clear_client_state
+
+    fake_esi_server.reset()
+    for name, value in fake_esi_server.settings().items():
+        setattr(settings, name, value)
+    clear_client_state()
+    yield fake_esi_server
+    clear_client_state()
+    fake_esi_server.reset()

@@ -19,6 +19,8 @@ import requests
 
 from ..conf import esi_settings
 from ..deferral import is_deferring
+from ..exceptions import RedisUnavailableError
+from ..redis_scripts import is_redis_error
 from . import cache, groups, headers, limiter, signals, transport
 from .errors import (
     EsiErrorLimitedError,
@@ -55,11 +57,7 @@ class Answer:
 
 
 def _redis_error(exc: BaseException) -> bool:
-    try:
-        from redis import RedisError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, RedisError | ConnectionError | TimeoutError)
+    return isinstance(exc, RedisUnavailableError) or is_redis_error(exc)
 
 
 class _LastStatus:

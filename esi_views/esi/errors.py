@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..exceptions import EsiError, EsiErrorLimitedError, EsiLimitError, EsiRateLimitedError
+from ..exceptions import (
+    EsiError,
+    EsiErrorLimitedError,
+    EsiLimitError,
+    EsiRateLimitedError,
+    RedisUnavailableError,
+)
 
 if TYPE_CHECKING:
     from .client import Answer
@@ -35,7 +41,7 @@ class EsiScopeError(EsiRouteError):
         super().__init__(message)
 
 
-class EsiLimiterUnavailableError(EsiError):
+class EsiLimiterUnavailableError(RedisUnavailableError):
     """Redis, which keeps the shared budget, did not answer: the call was not made."""
 
 

@@ -21,6 +21,7 @@ that moves it (an error, a 420, a low remain) writes it through.
 from __future__ import annotations
 
 import collections
+import hashlib
 import random
 import threading
 import time
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..conf import esi_settings
+from ..redis_scripts import LuaScript, get_redis, slot_keys
 
 ERROR_STATE_TTL = 1.0
 
@@ -127,37 +129,31 @@ class Reservation:
     window: float
 
 
-class _Scripts:
-    """The three scripts, registered once per process (EVALSHA, reloaded if Redis lost them)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._scripts: dict[str, Any] = {}
-
-    def run(self, client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts.get(name)
-        if script is None:
-            with self._lock:
-                source = {"reserve": _RESERVE, "settle": _SETTLE, "errors": _ERRORS}[name]
-                script = self._scripts.setdefault(name, client.register_script(source))
-        return script(keys=keys, args=args, client=client)
-
-
-_scripts = _Scripts()
+_SCRIPTS = {
+    "reserve": LuaScript(_RESERVE, name="esi-reserve"),
+    "settle": LuaScript(_SETTLE, name="esi-settle"),
+    "errors": LuaScript(_ERRORS, name="esi-errors"),
+}
 # Script runs (Redis round trips) in this process, by script name: benchmarks and tests.
 round_trips: collections.Counter[str] = collections.Counter()
 
 
 def _run(name: str, keys: list[str], args: list[Any]) -> Any:
-    from ..ratelimit import get_redis
-
+    """One round trip; raises ``RedisUnavailableError`` when Redis cannot run it."""
     round_trips[name] += 1
-    return _scripts.run(get_redis(), name, keys, args)
+    return _SCRIPTS[name](get_redis(), keys=keys, args=args)
+
+
+def _tag_part(value: str) -> str:
+    # Hash tags cannot hold braces; group names are checked, routes may have them.
+    if "{" in value or "}" in value:
+        return hashlib.sha256(value.encode()).hexdigest()[:24]
+    return value
 
 
 def bucket_keys(group: str, user: str) -> list[str]:
-    tag = f"{esi_settings.LIMITER_KEY_PREFIX}{{{group}:{user}}}"
-    return [tag + ":z", tag + ":m"]
+    return slot_keys(esi_settings.LIMITER_KEY_PREFIX, f"{_tag_part(group)}:{_tag_part(user)}",
+                     "z", "m")
 
 
 def reserve(group: str, user: str, cost: int, limit: int, window: float,
@@ -213,7 +209,7 @@ _error_state: ErrorState | None = None
 
 def _error_call(args: list[Any]) -> ErrorState:
     global _error_state
-    key = f"{esi_settings.LIMITER_KEY_PREFIX}{{errors}}"
+    key = slot_keys(esi_settings.LIMITER_KEY_PREFIX, "errors", "state")[0]
     remain, reset_at, blocked, now = _run("errors", [key], args)
     remain = int(remain) if remain not in (b"", "") else None
     state = ErrorState(remain, max(0, int(reset_at) - int(now)) / 1000,

@@ -15,7 +15,7 @@ def clear_client_state() -> None:
     client._last_status.__init__()
     try:
         from ..conf import esi_settings
-        from ..ratelimit import get_redis
+        from ..redis_scripts import get_redis
 
         redis = get_redis()
         for pattern in (esi_settings.LIMITER_KEY_PREFIX + "*", "*esi_views:esi:*"):

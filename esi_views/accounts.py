@@ -19,6 +19,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 from django.utils.text import slugify
@@ -221,11 +222,13 @@ class CharacterRow:
 
 
 def merge_tokens(tokens: Any, links: Any = ()) -> list[CharacterRow]:
-    """One row per character from tokens (scopes prefetched) and ownership links.
+    """One row per character from tokens and ownership links, e.g. a view's ``tokens``.
 
     Scopes are the union over the character's tokens; rows keep the order of first
     appearance, links first (main character first).
     """
+    tokens = list(tokens)
+    prefetch_related_objects(tokens, "scopes")  # one query, or none if already prefetched
     rows: dict[int, CharacterRow] = {}
     for link in links:
         rows[link.character_id] = CharacterRow(

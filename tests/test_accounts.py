@@ -370,23 +370,18 @@ def test_selection_page_lists_a_character_once_and_hands_the_fitting_token(clien
     assert final.json()["character"] == MAIN
 
 
-def test_merge_tokens_unions_scopes():
+def test_merge_tokens_unions_scopes_in_one_query(pilots, django_user_model):
     from esi_views.accounts import merge_tokens
+    from esi_views.testing.logins import create_token
 
-    class FakeScopes(list):
-        def all(self):
-            return self
-
-    class T:
-        def __init__(self, cid, name, scopes, expires):
-            self.character_id, self.character_name = cid, name
-            self.scopes = FakeScopes(type("S", (), {"name": s})() for s in scopes)
-            self.expires_at, self.refresh_token = expires, "r"
-
-    from datetime import UTC, datetime
-
-    early, late = datetime(2030, 1, 1, tzinfo=UTC), datetime(2031, 1, 1, tzinfo=UTC)
-    rows = merge_tokens([T(1, "A", ["a"], early), T(2, "B", ["b"], early),
-                         T(1, "A", ["c"], late)])
-    assert [(r.character_id, r.sorted_scopes, r.expires_at, len(r.tokens)) for r in rows] == [
-        (1, ["a", "c"], late, 2), (2, ["b"], early, 1)]
+    user = django_user_model.objects.create_user("merger")
+    create_token(pilots, user=user, character_id=MAIN, scopes=[SKILLS])
+    create_token(pilots, user=user, character_id=ALT, scopes=[WALLET])
+    create_token(pilots, user=user, character_id=MAIN, scopes=[WALLET])
+    tokens = list(Token.objects.filter(user=user).order_by("pk"))
+    with CaptureQueriesContext(connection) as queries:
+        rows = merge_tokens(tokens)
+    assert len(queries) == 1  # the scopes of all tokens at once
+    assert [(r.character_id, r.sorted_scopes, len(r.tokens)) for r in rows] == [
+        (MAIN, [SKILLS, WALLET], 2), (ALT, [WALLET], 1)]
+    assert rows[0].expires_at == max(t.expires_at for t in tokens if t.character_id == MAIN)

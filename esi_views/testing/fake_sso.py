@@ -364,13 +364,24 @@ def _character_arg(value: str) -> tuple[int, str]:
     return int(character_id), name
 
 
+def callback_url_for(site: str) -> str:
+    """``http://127.0.0.1:8000`` -> ``http://127.0.0.1:8000/esi/callback/`` (URLs under esi/)."""
+    return site.rstrip("/") + "/esi/callback/"
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m esi_views.testing.fake_sso", description="Run a fake EVE Online SSO."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--callback-url", default="http://127.0.0.1:8000/esi/callback/")
+    parser.add_argument(
+        "--site", default="http://127.0.0.1:8000",
+        help="your site's address; the callback URL is derived from it (<site>/esi/callback/)")
+    parser.add_argument(
+        "--callback-url", default=None,
+        help="the exact ESI_SSO_CALLBACK_URL, if your site does not include esi_views.urls "
+             "under esi/ (overrides --site)")
     parser.add_argument("--client-id", default="fake-client-id")
     parser.add_argument("--client-secret", default="fake-client-secret")
     parser.add_argument("--character", action="append", type=_character_arg, default=[],
@@ -382,8 +393,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    callback_url = args.callback_url or callback_url_for(args.site)
     sso = FakeEveSSO(args.host, args.port, client_id=args.client_id,
-                     client_secret=args.client_secret, callback_url=args.callback_url,
+                     client_secret=args.client_secret, callback_url=callback_url,
                      latency=args.latency)
     sso.log_requests = not args.quiet
     for character_id, name in args.character or DEMO_CHARACTERS:
@@ -395,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     with sso:
         print(f"Fake EVE SSO running at {sso.base_url}", flush=True)
-        print("Django settings:", flush=True)
+        print(f"It sends browsers back to {callback_url} (your site must serve "
+              "esi_views:callback there).", flush=True)
+        print("Django settings for your site:", flush=True)
         for name, value in sso.settings().items():
             print(f"    {name} = {value!r}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)

@@ -407,11 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     with sso:
         print(f"Fake EVE SSO running at {sso.base_url}", flush=True)
-        print(f"It sends browsers back to {callback_url} (your site must serve "
-              "esi_views:callback there).", flush=True)
         print("Django settings for your site:", flush=True)
         for name, value in sso.settings().items():
             print(f"    {name} = {value!r}", flush=True)
+        print(f"It sends browsers back to {callback_url} (your site must serve "
+              "esi_views:callback there).", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

@@ -140,6 +140,20 @@ def get_signing_key(kid: str) -> Key | None:
     return keys.get(kid)
 
 
+def install_keys(document: dict[str, Any], ttl: float = 86400.0) -> None:
+    """Serve these keys (a JWKS document) for the configured URL in this process, unfetched.
+
+    For tests (``esi_views.testing.factories``): tokens signed with them verify without an
+    SSO. Merged with keys already held; ``clear_jwks_cache()`` forgets them.
+    """
+    url = esi_settings.SSO_JWKS_URL
+    now = time.monotonic()
+    with _lock:
+        held = _memory.get(url, ({}, 0.0))[0]
+        _memory[url] = ({**held, **_parse(document)}, now + ttl)
+        _last_fetch[url] = now
+
+
 def clear_jwks_cache() -> None:
     """Forget cached keys (memory and Django cache) for the configured JWKS URL."""
     url = esi_settings.SSO_JWKS_URL

@@ -25,13 +25,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import get_random_string
+from django.utils.crypto import constant_time_compare, get_random_string, salted_hmac
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import logins, sso
 from .conf import esi_settings
 from .exceptions import FlowError, InvalidJWTError, SSOError, SSOTransientError, TokenDeadError
-from .models import CallbackRedirect, Token, TokenQuerySet
+from .models import CallbackRedirect, Token, TokenQuerySet, hash_session_key
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ FLOW_PARAM = "esi_flow"
 # refused before it reaches the database (PostgreSQL rejects NUL bytes with an error).
 _FLOW_KEY = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _SELECTION_SALT = "esi_views.flow.selection"
+# The selection payload is signed, not encrypted: it names its session by a keyed hash
+# under its own salt (not the stored session_hash, not the key), which nobody can reverse.
+_SELECTION_SESSION_SALT = "esi_views.flow.selection.session"
 
 
 def error_response(request: HttpRequest, error: FlowError) -> HttpResponse:
@@ -67,6 +70,18 @@ def _session_key(request: HttpRequest, *, create: bool = False) -> str | None:
         session.save()
         session.modified = True
     return session.session_key
+
+
+def _session_hash(request: HttpRequest, *, create: bool = False) -> str | None:
+    """``hash_session_key`` of this request's session key: what flows are stored under."""
+    key = _session_key(request, create=create)
+    return hash_session_key(key) if key else None
+
+
+def _selection_binding(session_key: str | None) -> str:
+    if not session_key:
+        return ""
+    return salted_hmac(_SELECTION_SESSION_SALT, session_key, algorithm="sha256").hexdigest()
 
 
 def safe_return_url(request: HttpRequest, url: str | None) -> str:
@@ -149,12 +164,12 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
     key = request.GET.get(FLOW_PARAM, "")
     if not _FLOW_KEY.fullmatch(key):
         return None
-    session_key = _session_key(request)
-    if not session_key:
+    session_hash = _session_hash(request)
+    if not session_hash:
         return None
     record = (
         _fresh(CallbackRedirect.objects.select_related("token"))
-        .filter(state=key, session_key=session_key, kind=kind, token__isnull=False)
+        .filter(state=key, session_hash=session_hash, kind=kind, token__isnull=False)
         .first()
     )
     # return_url is escaped (get_full_path()), request.path is not.
@@ -183,7 +198,7 @@ def start_sso(
     authorization = sso.build_authorization_request(scopes)
     return_url = _without_flow_param(return_url or request.get_full_path())
     CallbackRedirect.objects.create(
-        session_key=_session_key(request, create=True),
+        session_hash=_session_hash(request, create=True),
         state=authorization.state,
         kind=kind,
         code_verifier=authorization.code_verifier,
@@ -194,8 +209,8 @@ def start_sso(
 
 
 def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
-    session_key = _session_key(request)
-    if not session_key:
+    session_hash = _session_hash(request)
+    if not session_hash:
         raise FlowError(400, "Session missing",
                         "Your browser did not send a session cookie with the EVE SSO's answer. "
                         "Enable cookies for this site and try again.")
@@ -208,7 +223,7 @@ def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     if record is None:
         raise FlowError(400, "Unknown login attempt",
                         "This login attempt is unknown or was already used. Start again.")
-    if record.session_key != session_key:
+    if not constant_time_compare(record.session_hash, session_hash):
         raise FlowError(403, "Not your login attempt",
                         "This login attempt was started in another browser session.")
     if record.token_id is not None:
@@ -277,7 +292,7 @@ def render_selection(
         "k": kind,
         "s": scopes_to_string(scopes),
         "r": _without_flow_param(request.get_full_path()),
-        "sk": _session_key(request),
+        "sb": _selection_binding(_session_key(request)),
     }
     context = {
         # Plain values: the template renders 100 characters without a query or a loop
@@ -308,7 +323,9 @@ def _selection_payload(request: HttpRequest) -> dict[str, str]:
         raise FlowError(400, "Page expired", "This page is too old. Reload it.") from exc
     except signing.BadSignature as exc:
         raise FlowError(400, "Invalid request", "The selection form was altered.") from exc
-    if payload.get("sk") != _session_key(request):
+    binding = _selection_binding(_session_key(request))
+    if not (binding and isinstance(payload, dict) and isinstance(payload.get("sb"), str)
+            and constant_time_compare(payload["sb"], binding)):
         raise FlowError(403, "Not your selection", "This page belongs to another session.")
     return payload
 
@@ -335,7 +352,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         raise FlowError(403, "Not available",
                         "That token is not one of yours with the permissions this page needs.")
     record = CallbackRedirect.objects.create(
-        session_key=_session_key(request),
+        session_hash=_session_hash(request),
         state=get_random_string(43),
         kind=kind,
         requested_scopes=scopes_to_string(scopes),

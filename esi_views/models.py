@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from .conf import esi_settings
 from .fields import EncryptedTextField
@@ -17,7 +18,20 @@ from .scopes import ScopesArg
 if TYPE_CHECKING:
     from .esi import EsiSession
 
-__all__ = ["CallbackRedirect", "CharacterOwnership", "Scope", "Token", "TokenQuerySet"]
+__all__ = ["CallbackRedirect", "CharacterOwnership", "Scope", "Token", "TokenQuerySet",
+           "hash_session_key"]
+
+# Also frozen in migration 0006 (which hashed the keys stored before): keep them equal.
+SESSION_HASH_SALT = "esi_views.CallbackRedirect.session_hash"
+
+
+def hash_session_key(session_key: str) -> str:
+    """A keyed hash (HMAC-SHA256 under SECRET_KEY) of a session key: 64 hex characters.
+
+    Flows store and are looked up by this, never by the key itself: whoever reads the
+    table (a backup, the admin, an SQL console) cannot turn a row into a session cookie.
+    """
+    return salted_hmac(SESSION_HASH_SALT, session_key, algorithm="sha256").hexdigest()
 
 
 class Scope(models.Model):
@@ -157,7 +171,7 @@ class CallbackRedirect(models.Model):
 
     ``state`` is the flow's key: the OAuth state sent to the SSO, and the ``esi_flow``
     parameter with which the protected view picks up ``token``. Every use of it is
-    checked against ``session_key``.
+    checked against ``session_hash``, a keyed hash of the session key (``hash_session_key``).
     """
 
     class Kind(models.TextChoices):
@@ -166,17 +180,18 @@ class CallbackRedirect(models.Model):
         SINGLE_USE = "single_use", "single_use_token"
         LOGIN = "login", "login link"
 
-    session_key = models.CharField(max_length=64, db_index=True)
+    session_hash = models.CharField(max_length=64, db_index=True, editable=False)
     state = models.CharField(max_length=128, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TOKEN)
-    code_verifier = EncryptedTextField(blank=True)
+    code_verifier = EncryptedTextField(blank=True, editable=False)
     requested_scopes = models.TextField(blank=True, help_text="Space-delimited, sorted.")
     return_url = models.TextField()
     token = models.ForeignKey(Token, on_delete=models.CASCADE, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
 
     def __str__(self) -> str:
-        return f"SSO flow {self.state[:8]}… for session {self.session_key[:8]}…"
+        # No state and no session hash: both would help hijack the flow.
+        return f"SSO flow {self.pk} ({self.get_kind_display()})"
 
 
 class CharacterOwnership(models.Model):

@@ -85,7 +85,7 @@ def _snapshot() -> dict[int, tuple]:
 def test_callback_redirects_older_than_max_age_are_deleted():
     ages = {"new": 10, "edge": 299, "old": 301, "ancient": 86400}
     for state, age in ages.items():
-        redirect = CallbackRedirect.objects.create(session_key="s", state=state,
+        redirect = CallbackRedirect.objects.create(session_hash="s", state=state,
                                                    code_verifier="v", return_url="/")
         CallbackRedirect.objects.filter(pk=redirect.pk).update(
             created=timezone.now() - timedelta(seconds=age))

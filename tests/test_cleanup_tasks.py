@@ -81,7 +81,7 @@ def test_the_specs_settings_snippet_works_with_our_task_names(app):
 @pytest.mark.django_db
 def test_cleanup_callbackredirect_task_runs(app):
     for state, age in (("keep", 30), ("drop", 90)):
-        redirect = CallbackRedirect.objects.create(session_key="s", state=state,
+        redirect = CallbackRedirect.objects.create(session_hash="s", state=state,
                                                    code_verifier="v", return_url="/")
         CallbackRedirect.objects.filter(pk=redirect.pk).update(
             created=timezone.now() - timedelta(seconds=age))

@@ -380,7 +380,7 @@ def test_a_dead_token_is_deleted_in_the_callers_transaction(esi_token, fake_sso)
     processes.require_postgresql()
     user = get_user_model().objects.create_user("cascade")
     token = esi_token(user)
-    flow = CallbackRedirect.objects.create(session_key="s", state="s" * 20, return_url="/",
+    flow = CallbackRedirect.objects.create(session_hash="s", state="s" * 20, return_url="/",
                                            token=token)
     _expire(token)
     fake_sso.revoke_all(token.character_id)

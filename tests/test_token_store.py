@@ -83,7 +83,7 @@ def test_default_key_follows_secret_key_fallbacks(esi_token, user, settings):
 
 
 def test_callback_redirect_verifier_is_encrypted_too():
-    CallbackRedirect.objects.create(session_key="s", state="st", code_verifier="verifier-xyz",
+    CallbackRedirect.objects.create(session_hash="s", state="st", code_verifier="verifier-xyz",
                                     return_url="/")
     with connection.cursor() as cursor:
         cursor.execute("SELECT code_verifier FROM esi_views_callbackredirect")

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from esi_views.models import CallbackRedirect, Token
+from esi_views.models import CallbackRedirect, Token, hash_session_key
 from tests.browserless import follow, state_of, to_sso_and_back
 from tests.views_app import SCOPES
 
@@ -315,7 +315,8 @@ def test_a_session_cookie_longer_than_any_session_key(client, fake_sso, pilot):
     client.cookies["sessionid"] = "a" * 100
     response = client.get("/v/mixin/single_use/1/")
     assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
-    assert len(CallbackRedirect.objects.get().session_key) <= 40
+    record = CallbackRedirect.objects.get()
+    assert record.session_hash == hash_session_key(response.cookies["sessionid"].value)
 
 
 # -- session fixation ----------------------------------------------------------------------------
@@ -327,8 +328,9 @@ def test_a_made_up_session_cookie_is_replaced_not_trusted(fake_sso, pilot):
     victim.cookies["sessionid"] = chosen
     start = victim.get("/v/mixin/single_use/1/")
     record = CallbackRedirect.objects.get()
-    assert record.session_key != chosen
-    assert start.cookies["sessionid"].value == record.session_key  # a fresh cookie
+    assert record.session_hash != hash_session_key(chosen)
+    fresh = start.cookies["sessionid"].value
+    assert fresh != chosen and record.session_hash == hash_session_key(fresh)
     back = to_sso_and_back(victim, start, fake_sso)
     attacker = Client()
     attacker.cookies["sessionid"] = chosen

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -158,10 +159,22 @@ def _call_sso(token: Token) -> sso.TokenResponse | SSOError:
         return error
 
 
+def _timed_call(token: Token) -> sso.TokenResponse | SSOError:
+    """``_call_sso``, announced with the ``sso_call`` signal (metrics, logging)."""
+    from .esi.signals import sso_call
+
+    started = time.monotonic()
+    result = _call_sso(token)
+    outcome = type(result).__name__ if isinstance(result, Exception) else "ok"
+    sso_call.send(_timed_call, grant_type="refresh_token", outcome=outcome,
+                  duration=time.monotonic() - started)
+    return result
+
+
 def _call_all(tokens: list[Token]) -> list[sso.TokenResponse | SSOError]:
     if len(tokens) <= 1:
-        return [_call_sso(token) for token in tokens]
-    return list(_pool().map(_call_sso, tokens))
+        return [_timed_call(token) for token in tokens]
+    return list(_pool().map(_timed_call, tokens))
 
 
 def refresh_tokens(

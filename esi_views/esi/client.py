@@ -249,11 +249,15 @@ class EsiSession:
             raise EsiUnreachableError(f"ESI could not be reached: {exc}") from exc
         status = response.status_code
         limits = headers.rate_limit(response.headers)
-        wait = self._settle(route, user, info, reservation, bucket, response, headers.cost(status))
+        # X-Ratelimit-Used is what this answer cost; CCP's table when it is missing.
+        cost = limits.used if limits.used is not None and limits.used <= 100 else \
+            headers.cost(status)
+        wait = self._settle(route, user, info, reservation, bucket, response, cost)
         self._track_errors(response, url)
         answer = _parse(response, cached)
         self._emit(route, limits.group or (info.group if info else None), status,
-                   headers.cost(status), limits.remaining, started, answer.from_cache)
+                   cost if limits.group or (info and info.group) else 0, limits.remaining, started,
+                   answer.from_cache)
         if status == 429:
             signals.esi_limited.send(EsiSession, route=route.template, group=limits.group,
                                      character_id=self.character_id, status=429,
@@ -305,8 +309,6 @@ class EsiSession:
         used = None
         if limits.remaining is not None and limits.limit is not None:
             used = max(0, limits.limit - limits.remaining)
-        if limits.used is not None and limits.used <= 100:
-            actual = limits.used
         if target is not None:
             member, reserved = "late-" + uuid.uuid4().hex, 0
             if reservation is not None and bucket == target:

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "GRANTABLE_SCOPES": None,
     # How long an SSO flow (or a token selection) may take, start to hand-back, in seconds.
     "CALLBACK_MAX_AGE": 300,
+    # Largest POST (urlencoded bytes) kept with a flow so the view is re-entered by POST.
+    "REENTRY_MAX_BYTES": 16384,
     # Character portraits on the selection page; the fake SSO serves its own.
     "CHARACTER_PORTRAIT_URL": "https://images.evetech.net/characters/{character_id}/portrait?size={size}",
     "JWKS_DEFAULT_TTL": 300,

@@ -154,8 +154,10 @@ def portrait_url(character_id: int, size: int = 64) -> str:
 # -- hand-back ------------------------------------------------------------------------------
 
 
-def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | None:
-    """The token a finished flow of this session brought back to this very view, if any.
+def handed_back(
+    request: HttpRequest, kind: str, scopes: ScopesArg
+) -> tuple[Token, CallbackRedirect] | None:
+    """The token a finished flow of this session brought back to this very view, and the flow.
 
     Anything that does not fit (another session, another view, another kind of flow,
     another user, too few scopes, too old, no longer valid) is ignored: the view then
@@ -185,16 +187,27 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
             token.valid_access_token()
         except (SSOError, TokenDeadError):
             return None
-    return token
+    return token, record
+
+
+def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | None:
+    """The token of :func:`handed_back`, if any."""
+    found = handed_back(request, kind, scopes)
+    return found[0] if found else None
 
 
 # -- to the SSO and back -------------------------------------------------------------------
 
 
 def start_sso(
-    request: HttpRequest, kind: str, scopes: ScopesArg, return_url: str | None = None
+    request: HttpRequest, kind: str, scopes: ScopesArg, return_url: str | None = None,
+    *, form_data: str = "",
 ) -> HttpResponseRedirect:
-    """Remember a new flow for this session and send the browser to the EVE SSO."""
+    """Remember a new flow for this session and send the browser to the EVE SSO.
+
+    ``form_data`` (``reentry.capture()``): the view was reached by POST and is re-entered
+    by POST with these fields.
+    """
     authorization = sso.build_authorization_request(scopes)
     return_url = _without_flow_param(return_url or request.get_full_path())
     CallbackRedirect.objects.create(
@@ -204,6 +217,8 @@ def start_sso(
         code_verifier=authorization.code_verifier,
         requested_scopes=scopes_to_string(authorization.scopes),
         return_url=safe_return_url(request, return_url),
+        method="POST" if form_data else "GET",
+        form_data=form_data,
     )
     return HttpResponseRedirect(authorization.url)
 
@@ -220,7 +235,8 @@ def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     if not _FLOW_KEY.fullmatch(state):
         raise FlowError(400, "Unknown login attempt", "This login attempt is unknown.")
     record = CallbackRedirect.objects.filter(state=state).first()
-    if record is None:
+    # Only flows sent to the SSO have a PKCE verifier (not selections, not kept forms).
+    if record is None or not record.code_verifier:
         raise FlowError(400, "Unknown login attempt",
                         "This login attempt is unknown or was already used. Start again.")
     if not constant_time_compare(record.session_hash, session_hash):
@@ -285,15 +301,26 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
 
 def render_selection(
     request: HttpRequest, kind: str, scopes: ScopesArg, tokens: list[Token],
-    template_name: str = "esi_views/select_token.html",
+    template_name: str = "esi_views/select_token.html", *, form_data: str = "",
 ) -> TemplateResponse:
-    """The page on which a user picks one of ``tokens`` (or adds a character)."""
+    """The page on which a user picks one of ``tokens`` (or adds a character).
+
+    ``form_data``: the view was reached by POST; the fields wait, encrypted, in a flow
+    record named in the signed payload until the choice comes back.
+    """
     payload = {
         "k": kind,
         "s": scopes_to_string(scopes),
         "r": _without_flow_param(request.get_full_path()),
         "sb": _selection_binding(_session_key(request)),
     }
+    if form_data:
+        payload["p"] = CallbackRedirect.objects.create(
+            session_hash=_session_hash(request), state=get_random_string(43), kind=kind,
+            requested_scopes=scopes_to_string(scopes),
+            return_url=safe_return_url(request, payload["r"]),
+            method="POST", form_data=form_data,
+        ).state
     context = {
         # Plain values: the template renders 100 characters without a query or a loop
         # over each token's scopes.
@@ -337,8 +364,19 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     payload = _selection_payload(request)
     kind, scopes = payload["k"], normalize_scopes(payload["s"])
     return_url = safe_return_url(request, payload["r"])
+    kept = None
+    if payload.get("p"):
+        kept = _fresh(CallbackRedirect.objects).filter(
+            state=payload["p"], session_hash=_session_hash(request), token__isnull=True,
+            method="POST",
+        ).first()
+        if kept is None:
+            raise FlowError(400, "Page expired", "This page is too old. Reload it.")
     if request.POST.get("action") == "add":
-        return start_sso(request, kind, scopes, return_url)
+        form_data = kept.form_data if kept else ""
+        if kept:
+            kept.delete()
+        return start_sso(request, kind, scopes, return_url, form_data=form_data)
     raw_id = request.POST.get("token", "")
     if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 19):  # a bigint
         raise FlowError(400, "Invalid choice", "Choose one of the characters listed.")
@@ -351,6 +389,10 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     if token is None:
         raise FlowError(403, "Not available",
                         "That token is not one of yours with the permissions this page needs.")
+    if kept is not None:
+        kept.token = token
+        kept.save(update_fields=["token"])
+        return HttpResponseRedirect(_with_flow_param(return_url, kept.state))
     record = CallbackRedirect.objects.create(
         session_hash=_session_hash(request),
         state=get_random_string(43),

@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
-from . import flow
+from . import flow, reentry
 from .models import Token, TokenQuerySet
 from .scopes import normalize_scopes
 
@@ -82,7 +82,8 @@ class BaseTokenMixin:
 
     def handle_no_token(self) -> HttpResponse:
         """The response when there is no usable token: send the user to the EVE SSO."""
-        return flow.start_sso(self.request, self.kind, self.get_scopes())
+        return flow.start_sso(self.request, self.kind, self.get_scopes(),
+                              form_data=reentry.capture(self.request))
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -97,6 +98,10 @@ class BaseTokenMixin:
         """Set ``self.token``/``self.tokens`` and return None, or return the response to send."""
         raise NotImplementedError
 
+    def handed_back(self, request: HttpRequest, scopes: Any) -> Token | HttpResponse | None:
+        """A token a finished flow brought back; a page re-entering a POST; or None."""
+        return reentry.hand_back(request, self.kind, scopes)
+
 
 class TokenRequiredMixin(BaseTokenMixin):
     """One token, chosen by the user from theirs, or freshly obtained: ``self.token``."""
@@ -107,7 +112,9 @@ class TokenRequiredMixin(BaseTokenMixin):
 
     def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
         scopes = self.get_scopes()
-        token = flow.handed_back_token(request, self.kind, scopes)
+        token = self.handed_back(request, scopes)
+        if isinstance(token, HttpResponse):
+            return token
         if token is not None:
             self.token = token
             return None
@@ -120,7 +127,8 @@ class TokenRequiredMixin(BaseTokenMixin):
     def render_token_selection(self, tokens: list[Token]) -> HttpResponse:
         """The page listing the user's matching characters; override to restyle."""
         return flow.render_selection(
-            self.request, self.kind, self.get_scopes(), tokens, self.token_selection_template_name
+            self.request, self.kind, self.get_scopes(), tokens, self.token_selection_template_name,
+            form_data=reentry.capture(self.request),
         )
 
 
@@ -132,7 +140,9 @@ class TokensRequiredMixin(BaseTokenMixin):
 
     def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
         scopes = self.get_scopes()
-        token = flow.handed_back_token(request, self.kind, scopes)
+        token = self.handed_back(request, scopes)
+        if isinstance(token, HttpResponse):
+            return token
         if token is not None:
             self.tokens = Token.objects.filter(pk=token.pk)
             return None
@@ -159,7 +169,9 @@ class SingleUseTokenMixin(BaseTokenMixin):
     token: Token
 
     def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
-        token = flow.handed_back_token(request, self.kind, self.get_scopes())
+        token = self.handed_back(request, self.get_scopes())
+        if isinstance(token, HttpResponse):
+            return token
         if token is None:
             return self.handle_no_token()
         self.token = token

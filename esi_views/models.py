@@ -187,6 +187,10 @@ class CallbackRedirect(models.Model):
     requested_scopes = models.TextField(blank=True, help_text="Space-delimited, sorted.")
     return_url = models.TextField()
     token = models.ForeignKey(Token, on_delete=models.CASCADE, null=True, blank=True)
+    # The protected view was reached by POST: it is re-entered by POST with these fields
+    # (JSON pairs, encrypted; esi_views.reentry). "GET" again once re-entered.
+    method = models.CharField(max_length=8, default="GET")
+    form_data = EncryptedTextField(blank=True, default="")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
 
     def __str__(self) -> str:

@@ -13,7 +13,9 @@ SCOPES = "esi-skills.read_skills.v1 esi-wallet.read_character_wallet.v1"
 
 
 def describe(request, token=None, tokens=None, *args, **kwargs):
+    form = {k: v for k, v in request.POST.lists() if k != "csrfmiddlewaretoken"}
     return JsonResponse({
+        **({"form": form} if form else {}),
         "method": request.method,
         "token": token.pk if token else None,
         "character": token.character_id if token else None,

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "ALWAYS_CREATE_TOKEN": False,
     # esi_views.auth.EveSSOBackend: a character linked to no account creates one.
     "LOGIN_CREATE_USERS": True,
+    # Scopes esi_views:login asks for when its link names none (log in, "add a character").
+    "LOGIN_SCOPES": (),
     # Scopes offered by the characters page's "grant more scopes"; None: every known Scope.
     "GRANTABLE_SCOPES": None,
     # How long an SSO flow (or a token selection) may take, start to hand-back, in seconds.

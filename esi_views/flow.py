@@ -418,6 +418,7 @@ def login_url(scopes: ScopesArg, next_url: str = "/") -> str:
 def start_login(request: HttpRequest) -> HttpResponse:
     # "scopes" may repeat (the characters page's checkboxes) or be space-delimited.
     scopes = normalize_scopes(" ".join(request.GET.getlist("scopes")))
+    scopes = scopes or normalize_scopes(esi_settings.LOGIN_SCOPES)
     if any(len(s) > 100 or not s.isprintable() for s in scopes) or len(scopes) > 100:
         raise FlowError(400, "Invalid scopes", "The scopes asked for are not valid.")
     next_url = request.GET.get("next")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.contrib import auth
+from django.contrib import auth, messages
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -45,9 +45,17 @@ def store_token(request: HttpRequest, record: CallbackRedirect, answer: Any, own
         token = Token.objects.create_from_response(answer, user=owner)
         if record.kind == Kind.LOGIN and owner is None:
             _log_in(request, token)
+            _note(request, f"Logged in as {token.character_name}.")
+        elif record.kind == Kind.LOGIN:
+            _note(request, f"Added {token.character_name} to your account.")
         record.token = token
         record.save(update_fields=["token"])
     return token
+
+
+def _note(request: HttpRequest, text: str) -> None:
+    # Shown by sites that render messages; nothing happens without contrib.messages.
+    messages.success(request, text, fail_silently=True)
 
 
 def _log_in(request: HttpRequest, token: Token) -> None:

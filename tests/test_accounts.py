@@ -194,8 +194,7 @@ def test_a_sold_character_moves_to_the_buyer(client, pilots):
     # The seller keeps their other character, which becomes their main.
     assert CharacterOwnership.objects.get(character_id=ALT).is_main
     # Mid-session: the seller's page no longer lists it, and their views never get it.
-    html = client.get("/esi/characters/").content.decode()
-    assert "Alt Pilot" in html and "Main Pilot" not in html
+    assert _ids_on(client.get("/esi/characters/")) == [ALT]
     assert logged_in_user(client) == seller
 
 
@@ -385,3 +384,11 @@ def test_merge_tokens_unions_scopes_in_one_query(pilots, django_user_model):
     assert [(r.character_id, r.sorted_scopes, len(r.tokens)) for r in rows] == [
         (MAIN, [SKILLS, WALLET], 2), (ALT, [WALLET], 1)]
     assert rows[0].expires_at == max(t.expires_at for t in tokens if t.character_id == MAIN)
+
+
+def test_login_scopes_setting_is_asked_for_by_default(client, pilots, settings):
+    settings.ESI_LOGIN_SCOPES = [SKILLS]
+    start = client.get("/esi/login/")
+    assert parse_qs(urlsplit(start["Location"]).query)["scope"] == [SKILLS]
+    explicit = client.get("/esi/login/", {"scopes": WALLET})
+    assert parse_qs(urlsplit(explicit["Location"]).query)["scope"] == [WALLET]

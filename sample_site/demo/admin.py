@@ -1,10 +1,1 @@
-from django.contrib import admin
-
-from .models import EveCharacterLogin
-
-
-@admin.register(EveCharacterLogin)
-class EveCharacterLoginAdmin(admin.ModelAdmin):
-    list_display = ["character_name", "character_id", "user", "created"]
-    search_fields = ["character_name", "character_id", "user__username"]
-    readonly_fields = ["character_id", "character_owner_hash", "character_name", "created"]
+"""Nothing of the demo's own: the admin shows esi_views' tokens, scopes and characters."""

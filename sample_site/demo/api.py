@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from esi_drf.authentication import EveAccessToken
 from esi_drf.permissions import HasESIToken, HasESITokens
+from esi_views.accounts import merge_tokens
 from esi_views.flow import portrait_url
 
 WALLET_SCOPE = "esi-wallet.read_character_wallet.v1"
@@ -61,12 +62,27 @@ class WalletView(APIView):
 
 
 class CharactersView(APIView):
-    """Every character of yours (session), or the bearer token's character."""
+    """Every character of yours (session), or the bearer token's character.
+
+    One entry per character: several tokens of one character are merged (the union of
+    their scopes, the latest expiry).
+    """
 
     permission_classes = [HasESITokens]
     required_scopes = ""
 
     @extend_schema(responses=CharacterSerializer(many=True))
     def get(self, request):
-        return Response(CharacterSerializer(
-            [_character(request, t) for t in request.esi_tokens], many=True).data)
+        tokens = list(request.esi_tokens)
+        if any(isinstance(t, EveAccessToken) for t in tokens):
+            entries = [_character(request, t) for t in tokens]
+        else:
+            entries = [{
+                "character_id": row.character_id,
+                "character_name": row.name,
+                "portrait": portrait_url(row.character_id, 128),
+                "scopes": row.sorted_scopes,
+                "expires_at": row.expires_at,
+                "authenticated_via": "session",
+            } for row in merge_tokens(tokens)]
+        return Response(CharacterSerializer(entries, many=True).data)

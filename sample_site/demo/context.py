@@ -1,19 +1,22 @@
 from django.conf import settings
 
-from esi_views.flow import portrait_url
+from esi_views.accounts import main_character
+from esi_views.flow import login_url, portrait_url
+
+from .scopes import CHARACTER_SCOPES
 
 
 def demo(request):
     """What every demo page shows in its header and footer."""
     character = None
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        login = user.eve_logins.order_by("created").first()
-        if login is not None:
-            character = {"name": login.character_name,
-                         "portrait": portrait_url(login.character_id, 64)}
+    main = main_character(getattr(request, "user", None))
+    if main is not None:
+        character = {"name": main.character_name,
+                     "portrait": portrait_url(main.character_id, 64)}
     return {
         "demo_fake_sso_url": settings.FAKE_SSO_URL,
         "demo_real_sso": settings.USE_REAL_SSO,
         "demo_character": character,
+        # The shipped login, asking for the scopes the demo pages need in one trip.
+        "demo_login_url": login_url(CHARACTER_SCOPES, request.get_full_path()),
     }

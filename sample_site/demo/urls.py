@@ -7,12 +7,9 @@ app_name = "demo"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", views.login_view, name="login"),
-    path("logout/", views.logout_view, name="logout"),
     path("character/", views.CharacterView.as_view(), name="character"),
     path("character/decorated/", views.character_decorated, name="character-decorated"),
     path("characters/", views.CharactersView.as_view(), name="characters"),
-    path("characters/add/", views.add_character, name="add-character"),
     path("single-use/", views.SingleUseView.as_view(), name="single-use"),
     path("api-demo/", views.api_page, name="api-page"),
     path("api-demo/bearer/", views.api_bearer, name="api-bearer"),

@@ -11,7 +11,6 @@ import uuid
 import requests
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate, login, logout
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpResponseRedirect, JsonResponse
@@ -20,56 +19,24 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
+from esi_views.accounts import merge_tokens
 from esi_views.decorators import token_required
-from esi_views.flow import safe_return_url
+from esi_views.flow import portrait_url
 from esi_views.mixins import SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
 from esi_views.models import Token
 from esi_views.ratelimit import parse_rate
 
 from . import tasks
 from .info import describe
-
-# What the demo asks the EVE SSO for. Register these scopes with your EVE application
-# when you run the demo against the real SSO.
-CHARACTER_SCOPES = ["publicData", "esi-skills.read_skills.v1"]
-WALLET_SCOPE = "esi-wallet.read_character_wallet.v1"
+from .scopes import CHARACTER_SCOPES, WALLET_SCOPE
 
 
 def home(request):
     return render(request, "demo/home.html", {"scopes": CHARACTER_SCOPES, "wallet": WALLET_SCOPE})
 
 
-# -- logging in with EVE ---------------------------------------------------------------------
-
-
-@token_required(scopes=CHARACTER_SCOPES, new=True)
-def _login_with_token(request, token):
-    user = authenticate(request, token=token)
-    if user is None:
-        messages.error(request, "That character cannot log in here.")
-        return HttpResponseRedirect(reverse("demo:home"))
-    if token.user_id is None:  # an anonymous login: the token becomes the new user's
-        token.user = user
-        token.save(update_fields=["user"])
-    login(request, user, backend="demo.auth.EveCharacterBackend")
-    messages.success(request, f"Logged in as {token.character_name}.")
-    next_url = request.GET.get("next")
-    return HttpResponseRedirect(safe_return_url(request, next_url) if next_url
-                                else reverse("demo:home"))
-
-
-def login_view(request):
-    """Log in with EVE SSO: ``token_required(new=True)`` and an auth backend."""
-    # No logout here: a GET must not change state (any page could log users out).
-    # Logging in as another character replaces the session in login() anyway.
-    return _login_with_token(request)
-
-
-@require_POST
-def logout_view(request):
-    logout(request)
-    messages.info(request, "Logged out.")
-    return HttpResponseRedirect(reverse("demo:home"))
+# Logging in, out, alts and the characters page are esi_views' own: EveSSOBackend,
+# esi_views:login, esi_views:logout and esi_views:characters (see settings and urls).
 
 
 # -- one token: the mixin and the decorator --------------------------------------------------
@@ -97,21 +64,25 @@ def character_decorated(request, token):
 
 
 class CharactersView(TokensRequiredMixin, TemplateView):
-    """``TokensRequiredMixin`` with no scopes: every valid token of the user."""
+    """``TokensRequiredMixin`` with no scopes: every valid token of the user.
+
+    Listed one row per character (``merge_tokens``): several tokens of one character,
+    each granting other scopes, are one row with their scopes merged.
+    """
 
     template_name = "demo/characters.html"
     scopes = ""
 
     def get_context_data(self, **kwargs):
-        tokens = self.tokens.prefetch_related("scopes").order_by("character_name", "-updated")
-        return super().get_context_data(tokens=[describe(t) for t in tokens], **kwargs)
-
-
-@login_required
-@token_required(scopes=CHARACTER_SCOPES, new=True)
-def add_character(request, token):
-    messages.success(request, f"Added {token.character_name}.")
-    return HttpResponseRedirect(reverse("demo:characters"))
+        rows = sorted(merge_tokens(self.tokens), key=lambda row: row.name.lower())
+        return super().get_context_data(characters=[{
+            "character_id": row.character_id,
+            "name": row.name,
+            "portrait": portrait_url(row.character_id, 128),
+            "scopes": row.sorted_scopes,
+            "expires_at": row.expires_at,
+            "tokens": len(row.tokens),
+        } for row in rows], **kwargs)
 
 
 # -- single use --------------------------------------------------------------------------------

@@ -102,11 +102,17 @@ else:
     }
 
 AUTHENTICATION_BACKENDS = [
-    "demo.auth.EveCharacterBackend",  # log in with an EVE character
+    "esi_views.auth.EveSSOBackend",  # log in with an EVE character: esi_views:login
     "django.contrib.auth.backends.ModelBackend",  # the admin's password login
 ]
-LOGIN_URL = "demo:login"
+LOGIN_URL = "esi_views:login"
 LOGIN_REDIRECT_URL = "demo:home"
+LOGOUT_REDIRECT_URL = "demo:home"
+# What logging in and "add a character" ask for: what the demo's pages need.
+ESI_LOGIN_SCOPES = ["publicData", "esi-skills.read_skills.v1"]
+# What the characters page offers under "grant more scopes".
+ESI_GRANTABLE_SCOPES = ["publicData", "esi-skills.read_skills.v1",
+                        "esi-wallet.read_character_wallet.v1"]
 
 STATIC_URL = "static/"
 

@@ -36,13 +36,15 @@ def test_login_choose_between_characters_and_add_a_third(page, demo_site, shot):
     assert page.locator(".messages").inner_text() == "Logged in as Amarr Pilot."
     shot(page, "logged-in")
 
-    # A second character, through the "add a character" page.
-    page.goto(site("/characters/add/"))
+    # A second character, through the shipped characters page's "add a character".
+    page.get_by_test_id("nav-characters").click()
+    page.wait_for_url(site("/esi/characters/"))
+    page.get_by_role("link", name="+ Add a character").click()
     choose_at_sso(page, shot, "sso-picker-add", "Caldari Pilot")
-    page.wait_for_url(site("/characters/"))
-    assert page.locator(".messages").inner_text() == "Added Caldari Pilot."
-    rows = page.get_by_test_id("tokens").locator("tbody tr")
-    assert rows.count() == 2
+    page.wait_for_url(site("/esi/characters/"))
+    assert page.locator(".messages").inner_text() == "Added Caldari Pilot to your account."
+    assert page.locator("li.character .name").all_inner_texts() == ["Amarr Pilot", "Caldari Pilot"]
+    shot(page, "characters-page-two")
 
     # TokenRequiredMixin: the selection page lists both; pick the second.
     page.goto(site("/character/"))
@@ -80,6 +82,75 @@ def test_login_choose_between_characters_and_add_a_third(page, demo_site, shot):
     page.goto(site("/character/"))
     assert page.get_by_role("button", name=re.compile(r"^Continue as ")).count() == 3
     shot(page, "selection-three-characters")
+
+
+def test_characters_page_grant_main_remove_and_alt_login(page, demo_site, shot):
+    """The shipped characters page: grant a scope, set the main, remove; an alt logs in."""
+    site, sso = demo_site, demo_site.sso
+    # Characters of their own: the site (and its accounts) is shared by this module's tests.
+    for character_id, name in ((90000011, "Khanid Pilot"), (90000012, "Sansha Pilot"),
+                               (90000013, "Jove Pilot")):
+        sso.add_character(character_id, name)
+    log_in(page, site, shot, "Khanid Pilot")
+    page.goto(site("/esi/characters/"))
+    for name in ("Sansha Pilot", "Jove Pilot"):
+        page.get_by_role("link", name="+ Add a character").click()
+        choose_at_sso(page, shot, "sso-picker-add", name)
+        page.wait_for_url(site("/esi/characters/"))
+    rows = page.locator("li.character")
+    assert rows.locator(".name").all_inner_texts() == [
+        "Khanid Pilot", "Jove Pilot", "Sansha Pilot"]  # the main, then by name
+    assert rows.first.locator(".badge.main").is_visible()
+
+    # Grant Khanid the wallet scope: a second token, still one row.
+    khanid = page.locator("li.character", has_text="Khanid Pilot")
+    khanid.get_by_text("Grant more scopes").click()
+    khanid.get_by_label("esi-wallet.read_character_wallet.v1").check()
+    shot(page, "characters-grant")
+    khanid.get_by_role("button", name="Log in as Khanid Pilot at the EVE SSO").click()
+    choose_at_sso(page, shot, "sso-picker-grant", "Khanid Pilot")
+    page.wait_for_url(site("/esi/characters/"))
+    assert page.locator("li.character").count() == 3
+    khanid = page.locator("li.character", has_text="Khanid Pilot")
+    assert "esi-wallet.read_character_wallet.v1" in khanid.locator(".scopes").inner_text()
+    page.goto(site("/characters/"))  # TokensRequiredMixin: one row per character too
+    names = page.get_by_test_id("tokens").locator("tbody tr strong").all_inner_texts()
+    assert names == ["Jove Pilot", "Khanid Pilot", "Sansha Pilot"]
+    khanid_row = page.get_by_test_id("tokens").locator("tbody tr", has_text="Khanid Pilot")
+    assert khanid_row.locator("td").nth(2).inner_text() == "2"  # two tokens, one row
+    api = page.request.get(site("/api/characters/")).json()
+    assert sorted(c["character_name"] for c in api) == names
+    khanid = next(c for c in api if c["character_name"] == "Khanid Pilot")
+    assert khanid["scopes"] == [
+        "esi-skills.read_skills.v1", "esi-wallet.read_character_wallet.v1", "publicData"]
+
+    # Caldari becomes the main character: the header shows it.
+    page.goto(site("/esi/characters/"))
+    page.get_by_role("button", name="Set Sansha Pilot as main").click()
+    page.wait_for_url(site("/esi/characters/"))
+    assert page.get_by_test_id("current-user").inner_text() == "Sansha Pilot"
+    assert page.locator("li.character .name").first.inner_text() == "Sansha Pilot"
+
+    # Remove Gallente: its refresh token is revoked at the SSO, the row is gone.
+    revoked = sso.calls["revoke"]
+    page.get_by_role("button", name="Remove Jove Pilot").click()
+    page.wait_for_url(site("/esi/characters/"))
+    assert page.locator("li.character .name").all_inner_texts() == [
+        "Sansha Pilot", "Khanid Pilot"]
+    assert sso.calls["revoke"] == revoked + 1
+    shot(page, "characters-after-remove")
+
+    # Log out, log in with the alt: the same account (its main, both characters).
+    page.get_by_test_id("logout").click()
+    page.wait_for_url(site("/"))
+    assert page.get_by_test_id("login").is_visible()
+    page.get_by_test_id("login").click()
+    choose_at_sso(page, shot, "sso-picker-alt", "Sansha Pilot")
+    page.wait_for_url(site("/"))
+    assert page.get_by_test_id("current-user").inner_text() == "Sansha Pilot"
+    page.goto(site("/esi/characters/"))
+    assert page.locator("li.character .name").all_inner_texts() == [
+        "Sansha Pilot", "Khanid Pilot"]
 
 
 def test_single_use_token_for_an_anonymous_visitor(page, demo_site, shot):
@@ -124,7 +195,7 @@ def test_api_answers_403_then_200_for_session_and_bearer(page, demo_site, shot):
     shot(page, "wallet-403")
     page.get_by_role("link", name=re.compile("Grant esi-wallet")).click()
     choose_at_sso(page, shot, "sso-picker-wallet", "Amarr Pilot")
-    page.wait_for_url(re.compile(r"/api-demo/\?esi_flow="))
+    page.wait_for_url(site("/api-demo/"))  # a login link adds the token to the account
     page.get_by_test_id("call-wallet").click()
     page.wait_for_selector("#status[data-status='200']")
     result = json.loads(page.get_by_test_id("session-result").inner_text())
@@ -165,7 +236,7 @@ def test_api_answers_403_then_200_for_session_and_bearer(page, demo_site, shot):
 
 def test_cancel_at_the_sso_shows_an_error_page(page, demo_site, shot):
     site = demo_site
-    page.goto(site("/login/"))
+    page.goto(site("/esi/login/"))
     page.wait_for_selector("text=Fake EVE Online SSO")
     shot(page, "sso-picker")
     with page.expect_response(re.compile(r"/esi/callback/")) as callback:

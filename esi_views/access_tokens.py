@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,22 @@ class AccessTokenClaims:
 
 
 MAX_HEADER_LENGTH = 1024  # EVE's headers are under 100 characters
+# Sane ranges for the numbers an SSO answer or a JWT carries (EVE: 1199 s, 2**31-ish ids).
+MAX_LIFETIME = 366 * 24 * 3600  # seconds; also how far ahead an 'exp' may lie
+MAX_ID = 2**63 - 1  # what a BigIntegerField holds
+
+
+def sane_number(value: Any, low: float, high: float) -> bool:
+    """True for an int or float (not a bool) that is finite and within [low, high].
+
+    JSON gives us 1e400 as inf, NaN as nan, and ints of any size: each would crash
+    int(), datetime.fromtimestamp() or the database further on.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return low <= value <= high
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -92,9 +109,15 @@ def _scopes(claims: dict[str, Any]) -> frozenset[str]:
 def _check_time(claims: dict[str, Any], leeway: float) -> datetime:
     exp = claims.get("exp")
     if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise InvalidJWTError("expired", "Access token has no numeric 'exp'.")
-    if exp + leeway < time.time():
+        raise InvalidJWTError("malformed", "Access token has no numeric 'exp'.")
+    now = time.time()
+    if not sane_number(exp, -math.inf, now + MAX_LIFETIME):
+        raise InvalidJWTError("malformed", "Access token 'exp' is not a sane time.")
+    if exp + leeway < now:
         raise InvalidJWTError("expired", "Access token has expired.")
+    for name in ("iat", "nbf"):  # optional (EVE sends iat), but numbers if present
+        if name in claims and not sane_number(claims[name], 0, now + MAX_LIFETIME):
+            raise InvalidJWTError("malformed", f"Access token {name!r} is not a sane time.")
     return datetime.fromtimestamp(exp, tz=UTC)
 
 
@@ -126,8 +149,9 @@ def verify_access_token(
         raise InvalidJWTError("issuer", f"Access token issuer {claims.get('iss')!r} is not ours.")
     _check_audience(claims, client_id or esi_settings.SSO_CLIENT_ID)
     expires_at = _check_time(claims, esi_settings.JWT_LEEWAY if leeway is None else leeway)
-    match = _SUBJECT.fullmatch(str(claims.get("sub", "")))
-    if match is None:
+    sub = claims.get("sub")
+    match = _SUBJECT.fullmatch(sub) if isinstance(sub, str) else None
+    if match is None or not sane_number(int(match.group(1)), 1, MAX_ID):
         raise InvalidJWTError("subject", f"Access token subject {claims.get('sub')!r} is not a "
                               "character (CHARACTER:EVE:<id>).")
     return AccessTokenClaims(

@@ -265,6 +265,9 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
         answer = sso.exchange_code(request.GET["code"], record.code_verifier)
     except InvalidJWTError as exc:
         logger.warning("SSO callback: access token rejected: %s", exc)
+        if exc.reason == "malformed":  # an odd answer, like any other malformed one
+            raise FlowError(400, "EVE SSO unavailable", "The EVE SSO's answer was malformed. "
+                            "Try again shortly.") from exc
         raise FlowError(403, "Login rejected", "The EVE SSO's token failed verification.") \
             from exc
     except TokenDeadError as exc:

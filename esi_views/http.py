@@ -40,6 +40,7 @@ from .exceptions import (
 )
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER_HEADER = 86400.0
 
 
 class RetryPolicy(Enum):
@@ -197,9 +198,11 @@ def retry_after(response: requests.Response) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(Retry().parse_retry_after(value)))
-    except (InvalidHeader, ValueError):
+        seconds = Retry().parse_retry_after(value)
+    except (InvalidHeader, ValueError, OverflowError):
         return None
+    # A day at most: a huge integer would overflow float() and mean nothing anyway.
+    return max(0.0, min(float(min(seconds, MAX_RETRY_AFTER_HEADER)), MAX_RETRY_AFTER_HEADER))
 
 
 def json_object(response: requests.Response) -> dict | None:

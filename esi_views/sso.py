@@ -17,7 +17,7 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 
-from .access_tokens import AccessTokenClaims, verify_access_token
+from .access_tokens import MAX_LIFETIME, AccessTokenClaims, sane_number, verify_access_token
 from .conf import esi_settings
 from .exceptions import (
     InvalidJWTError,
@@ -108,9 +108,12 @@ def _token_answer_problem(body: dict[str, Any]) -> str | None:
     if not isinstance(body.get("access_token"), str) or not body["access_token"]:
         return "has no access_token"
     expires_in = body.get("expires_in")
-    # authlib computes expires_at with int(expires_in); anything else would crash it.
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
-        return "has no numeric expires_in"
+    # authlib computes expires_at with int(expires_in) (and int(expires_at) if sent):
+    # a string, a bool, 1e400 (inf), NaN or a huge number would crash it or worse.
+    if not sane_number(expires_in, 0, MAX_LIFETIME):
+        return "has no sane numeric expires_in"
+    if body.get("expires_at") is not None and not sane_number(body["expires_at"], 0, 2**40):
+        return "has an expires_at that is not a sane time"
     if str(body.get("token_type", "Bearer")).lower() != "bearer":
         return f"has token_type {body['token_type']!r}, not Bearer"
     return None

@@ -41,7 +41,7 @@ ANSWER_FAULTS = frozenset({
 # Faults that shape a successful token answer; only meaningful for the token endpoint.
 TOKEN_FAULTS = frozenset({
     "missing_fields", "owner_hash_change", "wrong_audience", "expired_jwt", "bad_signature",
-    "bare_issuer",
+    "bare_issuer", "odd_fields", "odd_claims",
 })
 _PORTRAIT_PATH = re.compile(r"^/characters/(\d+)/portrait$")
 
@@ -367,6 +367,7 @@ class SSOProtocol:
             "expired_jwt": {"expires_in": -120},
             "bad_signature": {"sign_with_foreign_key": True},
             "bare_issuer": {"issuer": urlsplit(self.sso.base_url).netloc},
+            "odd_claims": {"claims": dict(fault.params.get("claims", {}))} if fault else {},
         }.get(name, {})
         if name == "owner_hash_change":
             with contextlib.suppress(KeyError):  # a character gone after reset(): no change
@@ -382,6 +383,14 @@ class SSOProtocol:
         if fault is not None and name == "missing_fields":
             for key in fault.params.get("fields", ("expires_in", "token_type")):
                 answer.pop(key, None)
+        if fault is not None and name == "odd_fields":
+            # Raw JSON text per field, so that 1e400 or a 400-digit number reach the
+            # client exactly as written (json.dumps would write Infinity).
+            raw: dict[str, str] = dict(fault.params.get("raw", {}))
+            kept = json.dumps({k: v for k, v in answer.items() if k not in raw})
+            extra = ", ".join(f"{json.dumps(k)}: {v}" for k, v in raw.items())
+            body = kept[:-1] + (", " if kept != "{}" and extra else "") + extra + "}"
+            return Reply(200, body.encode(), "application/json")
         return json_reply(200, answer)
 
     def _revoke(self, request: Request) -> Reply:

@@ -231,8 +231,13 @@ class FakeEveSSO:
         sub: str | None = None,
         kid: str | None = None,
         sign_with_foreign_key: bool = False,
+        claims: dict[str, Any] | None = None,
     ) -> str:
-        """A JWT exactly like the token endpoint's; each override breaks one rule."""
+        """A JWT exactly like the token endpoint's; each override breaks one rule.
+
+        ``claims`` replaces claims last, with any JSON value (``{"exp": float("inf")}``,
+        ``{"iat": "soon"}``); a claim whose value is ``None`` is left out.
+        """
         if alg not in ALGORITHMS:
             raise ValueError(f"alg must be one of {ALGORITHMS}")
         with self._lock:
@@ -243,7 +248,7 @@ class FakeEveSSO:
                 character_id, f"Character {character_id}", self._default_owner_hash(character_id)
             )
         kid = kid or key.kid
-        claims = access_token_claims(
+        payload = access_token_claims(
             character_id=character_id,
             name=character.name,
             owner_hash=owner_hash or character.owner_hash,
@@ -255,8 +260,13 @@ class FakeEveSSO:
             kid=kid,
             sub=sub,
         )
+        for name, value in (claims or {}).items():
+            if value is None:
+                payload.pop(name, None)
+            else:
+                payload[name] = value
         signing_key = foreign_keys().key_for(alg) if sign_with_foreign_key else key
-        return sign(claims, signing_key, alg=alg, kid=kid)
+        return sign(payload, signing_key, alg=alg, kid=kid)
 
     # -- fault injection ---------------------------------------------------------------
 

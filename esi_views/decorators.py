@@ -9,6 +9,10 @@ behave the same in every case. The token arrives as the second argument:
 
     @tokens_required(scopes=["esi-location.read_ship_type.v1"])
     def fleet(request, tokens): ...
+
+``async def`` views are accepted as they are: the view class built around them is
+then async (see ``esi_views.mixins`` for how the token is acquired without blocking
+the event loop).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest, HttpResponse
 from django.views import View
 
@@ -33,7 +38,8 @@ __all__ = [
     "tokens_required",
 ]
 
-ViewFunction = Callable[..., HttpResponse]
+# A view function: returns an HttpResponse, or for ``async def`` views a coroutine of one.
+ViewFunction = Callable[..., Any]
 
 
 def _view_from_mixin(
@@ -43,8 +49,15 @@ def _view_from_mixin(
         def handle(self: View, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             return view_func(request, getattr(self, attribute), *args, **kwargs)
 
+        async def handle_async(self: View, request: HttpRequest, *args: Any,
+                               **kwargs: Any) -> HttpResponse:
+            return await view_func(request, getattr(self, attribute), *args, **kwargs)
+
+        # Every handler async for an async function, so Django marks the view async.
+        handler = handle_async if iscoroutinefunction(view_func) else handle
+
         # A function view answers every method itself; the class just passes them on.
-        methods = {name: handle for name in View.http_method_names}
+        methods = {name: handler for name in View.http_method_names}
         view_class = type(
             view_func.__name__,
             (mixin, View),

@@ -10,12 +10,18 @@ Put the mixin left of the view class. ``get_scopes()`` and ``get_new_token()`` a
 hooks for per-request choices; ``handle_no_token()`` is the one place that decides
 what happens without a token (by default: off to the EVE SSO). The flow itself lives
 in ``esi_views.flow``.
+
+Async views (every handler ``async def``) work the same way: the whole token flow
+(session, user, queries, refreshes, and the hooks above) runs in one
+``sync_to_async`` hop per request, so the event loop never waits on the database or
+the SSO; the handler then finds ``self.token``/``self.tokens`` already evaluated.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured
@@ -85,14 +91,27 @@ class BaseTokenMixin:
         return flow.start_sso(self.request, self.kind, self.get_scopes(),
                               form_data=reentry.capture(self.request))
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            response = self.acquire_token(request)
-        except flow.FlowError as error:
-            return flow.error_response(request, error)
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "view_is_async", False):
+            return self._dispatch_async(request, *args, **kwargs)
+        response = self._token_or_response(request)
         if response is not None:
             return response
         return super().dispatch(request, *args, **kwargs)
+
+    async def _dispatch_async(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        # One hop to a worker thread for the whole flow, not one per query: the flow is
+        # a handful of queries (and maybe an SSO call) that belong together.
+        response = await sync_to_async(self._token_or_response)(request)
+        if response is not None:
+            return response
+        return await super().dispatch(request, *args, **kwargs)
+
+    def _token_or_response(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            return self.acquire_token(request)
+        except flow.FlowError as error:
+            return flow.error_response(request, error)
 
     def acquire_token(self, request: HttpRequest) -> HttpResponse | None:
         """Set ``self.token``/``self.tokens`` and return None, or return the response to send."""
@@ -145,6 +164,7 @@ class TokensRequiredMixin(BaseTokenMixin):
             return token
         if token is not None:
             self.tokens = Token.objects.filter(pk=token.pk)
+            len(self.tokens)  # evaluated here, so async handlers can read it without a query
             return None
         if not request.user.is_authenticated:
             return self.handle_no_token()

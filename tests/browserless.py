@@ -1,4 +1,4 @@
-"""A browser's trip through the flow with Django's test client and the fake SSO."""
+"""A browser's trip through the flow with Django's test clients and the fake SSO."""
 
 from __future__ import annotations
 
@@ -6,8 +6,38 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client
 
 FLOW_KEY = re.compile(r"esi_flow=[^&]+")
+FORM = re.compile(r"/v/[a-z_]+/")
+
+
+def _blocking(name: str):
+    def method(self, *args, **kwargs):
+        return async_to_sync(getattr(self._client, name))(*args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+class SyncAsyncClient:
+    """Django's AsyncClient (requests through the ASGI handler) with the test Client's
+    blocking methods, so one scenario drives both a WSGI and an ASGI request path."""
+
+    def __init__(self, **defaults) -> None:
+        self._client = AsyncClient(**defaults)
+
+    def __getattr__(self, name):  # cookies, force_login, session, ...
+        return getattr(self._client, name)
+
+    get, post, put, patch, delete, head, options = map(
+        _blocking, ["get", "post", "put", "patch", "delete", "head", "options"])
+
+
+def client_for(form: str, **defaults):
+    """A test client for views of ``form``: AsyncClient for the async ones."""
+    return SyncAsyncClient(**defaults) if form.startswith("async") else Client(**defaults)
 
 
 def to_sso_and_back(client, response, fake_sso, character_id: int | None = None):
@@ -39,8 +69,7 @@ def trace_entry(response) -> tuple:
     if location.startswith("http://127.0.0.1"):
         location = "<sso>"
     location = FLOW_KEY.sub("esi_flow=<key>", location)
-    for form in ("mixin", "decorator"):
-        location = location.replace(f"/v/{form}/", "/v/<form>/")
+    location = FORM.sub("/v/<form>/", location)
     body = response.json() if response.get("Content-Type") == "application/json" else None
     if body:
         # Row ids differ between runs; the character, and whether there is a user, must not.

@@ -1,7 +1,8 @@
-"""Every behaviour of the views part of the spec, through the mixin and the decorator.
+"""Every behaviour of the views part of the spec, through the mixin and the decorator,
+each as a sync view (test Client, WSGI path) and as an async view (AsyncClient, ASGI path).
 
 Each scenario runs once per form and records a trace of (status, redirect target,
-what the view received); the two traces must be identical, and match expectations.
+what the view received); the four traces must be identical, and match expectations.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from esi_views.models import CharacterOwnership, Token
-from tests.browserless import follow, to_sso_and_back, trace_entry
-from tests.views_app import SCOPES
+from tests.browserless import client_for, follow, to_sso_and_back, trace_entry
+from tests.views_app import SCOPES, VIEWS
 
 pytestmark = pytest.mark.django_db
 
@@ -167,17 +168,17 @@ SCENARIOS = [
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-def test_mixin_and_decorator_behave_identically(scenario, client, fake_sso, esi_token,
-                                                django_user_model):
-    from django.test import Client
-
+def test_mixin_and_decorator_behave_identically_sync_and_async(scenario, fake_sso, esi_token):
     _characters(fake_sso)
     traces = {}
-    for form in ("mixin", "decorator"):
+    for form in VIEWS:
         Token.objects.all().delete()
         CharacterOwnership.objects.all().delete()  # each form starts from an empty site
-        traces[form] = [trace_entry(r) for r in scenario(Client(), fake_sso, esi_token, form)]
-    assert traces["mixin"] == traces["decorator"]
+        traces[form] = [trace_entry(r)
+                        for r in scenario(client_for(form), fake_sso, esi_token, form)]
+    assert set(traces) == {"mixin", "decorator", "async_mixin", "async_decorator"}
+    for form, trace in traces.items():
+        assert trace == traces["mixin"], form
 
 
 def test_decorator_keeps_function_metadata_and_passes_url_args():

@@ -1,25 +1,46 @@
 """Hostile input to the callback, selection and login views: a clear 400/403, never a 500,
-never a token for the wrong person."""
+never a token for the wrong person.
+
+Every test runs twice: against sync views with the test Client (WSGI), and against
+async views with Django's AsyncClient (ASGI); the answers must be the same.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
 from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from esi_views.models import CallbackRedirect, Token, hash_session_key
-from tests.browserless import follow, state_of, to_sso_and_back
+from tests.browserless import client_for, follow, state_of, to_sso_and_back
 from tests.views_app import SCOPES
 
 pytestmark = pytest.mark.django_db
 
 PILOT = 90002001
-TOKEN_URL = "/v/mixin/token/1/"
+
+
+@pytest.fixture(params=["mixin", "async_mixin"])
+def form(request):
+    """Which protected views (sync or async) and which client (Client or AsyncClient)."""
+    return request.param
+
+
+@pytest.fixture
+def client(form):
+    return client_for(form)
+
+
+def _named(form: str) -> str:
+    return "async_named" if form.startswith("async") else "named"
+
+
+def token_url(form: str, number: int = 1) -> str:
+    return f"/v/{form}/token/{number}/"
 
 
 @pytest.fixture
@@ -52,54 +73,54 @@ def _error_page(response, status: int, words: str) -> None:
 # -- the callback ---------------------------------------------------------------------------
 
 
-def test_callback_without_session_cookie(client, pilot):
-    callback = _approved_callback(client.get(TOKEN_URL))
-    _error_page(Client().get(callback), 400, "session cookie")
+def test_callback_without_session_cookie(client, pilot, form):
+    callback = _approved_callback(client.get(token_url(form)))
+    _error_page(client_for(form).get(callback), 400, "session cookie")
     assert Token.objects.count() == 0
 
 
 @pytest.mark.parametrize("query", ["", "?code=abc", "?state=", "?code=&state="])
-def test_callback_without_code_or_state(client, pilot, query):
-    client.get(TOKEN_URL)  # a session exists
+def test_callback_without_code_or_state(client, pilot, query, form):
+    client.get(token_url(form))  # a session exists
     _error_page(client.get("/esi/callback/" + query), 400, "no state")
 
 
-def test_callback_with_state_but_no_code(client, pilot):
-    state = state_of(client.get(TOKEN_URL))
+def test_callback_with_state_but_no_code(client, pilot, form):
+    state = state_of(client.get(token_url(form)))
     _error_page(client.get(f"/esi/callback/?state={state}"), 400, "no code")
 
 
 @pytest.mark.parametrize("state", ["unknown", "x" * 5000, "' OR 1=1 --", "%00", "🚀"])
-def test_callback_with_unknown_state(client, pilot, state):
-    client.get(TOKEN_URL)
+def test_callback_with_unknown_state(client, pilot, state, form):
+    client.get(token_url(form))
     _error_page(client.get("/esi/callback/", {"state": state, "code": "c"}), 400, "unknown")
 
 
-def test_callback_with_expired_state(client, pilot):
-    callback = _approved_callback(client.get(TOKEN_URL))
+def test_callback_with_expired_state(client, pilot, form):
+    callback = _approved_callback(client.get(token_url(form)))
     CallbackRedirect.objects.update(created=timezone.now() - timedelta(minutes=10))
     _error_page(client.get(callback), 400, "took too long")
     assert CallbackRedirect.objects.count() == 0 and Token.objects.count() == 0
 
 
-def test_callback_replayed(client, pilot):
-    callback = _approved_callback(client.get(TOKEN_URL))
+def test_callback_replayed(client, pilot, form):
+    callback = _approved_callback(client.get(token_url(form)))
     assert client.get(callback).status_code == 302
     _error_page(client.get(callback), 400, "already")
     assert Token.objects.count() == 1
 
 
-def test_callback_with_a_state_from_another_session(client, pilot):
-    victim = Client()
-    callback = _approved_callback(victim.get(TOKEN_URL))
-    client.get(TOKEN_URL)  # the attacker's own session
+def test_callback_with_a_state_from_another_session(client, pilot, form):
+    victim = client_for(form)
+    callback = _approved_callback(victim.get(token_url(form)))
+    client.get(token_url(form))  # the attacker's own session
     _error_page(client.get(callback), 403, "another browser session")
     assert Token.objects.count() == 0
     assert victim.get(callback).status_code == 302  # the victim's flow still works
 
 
-def test_sso_error_access_denied(client, pilot):
-    state = state_of(client.get(TOKEN_URL))
+def test_sso_error_access_denied(client, pilot, form):
+    state = state_of(client.get(token_url(form)))
     response = client.get("/esi/callback/", {"state": state, "error": "access_denied",
                                              "error_description": "<script>x</script>"})
     _error_page(response, 403, "declined")
@@ -107,9 +128,9 @@ def test_sso_error_access_denied(client, pilot):
     assert not CallbackRedirect.objects.filter(state=state).exists()
 
 
-def test_cancel_at_the_sso_picker(client, fake_sso, pilot):
+def test_cancel_at_the_sso_picker(client, fake_sso, pilot, form):
     fake_sso.select_character(None)  # the fake shows its page with a Cancel button
-    start = client.get(TOKEN_URL)
+    start = client.get(token_url(form))
     page = requests.get(start["Location"], timeout=5)
     assert page.status_code == 200
     from urllib.parse import parse_qsl
@@ -133,15 +154,15 @@ def test_cancel_at_the_sso_picker(client, fake_sso, pilot):
     ("expired_jwt", {}, 403, "failed verification"),
     ("bad_signature", {}, 403, "failed verification"),
 ])
-def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, words):
-    callback = _approved_callback(client.get(TOKEN_URL))
+def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, words, form):
+    callback = _approved_callback(client.get(token_url(form)))
     fake_sso.inject(fault, **params)
     _error_page(client.get(callback), status, words)
     assert Token.objects.count() == 0
 
 
-def test_sso_unreachable(client, pilot, settings):
-    callback = _approved_callback(client.get(TOKEN_URL))
+def test_sso_unreachable(client, pilot, settings, form):
+    callback = _approved_callback(client.get(token_url(form)))
     settings.ESI_SSO_BASE_URL = "http://127.0.0.1:9"
     _error_page(client.get(callback), 400, "unavailable")
 
@@ -151,8 +172,8 @@ def test_callback_accepts_only_get(client, method):
     assert getattr(client, method)("/esi/callback/").status_code == 405
 
 
-def test_token_granted_with_fewer_scopes_than_asked_is_not_handed_back(client, pilot):
-    callback = _approved_callback(client.get(TOKEN_URL))
+def test_token_granted_with_fewer_scopes_than_asked_is_not_handed_back(client, pilot, form):
+    callback = _approved_callback(client.get(token_url(form)))
     CallbackRedirect.objects.update(requested_scopes=SCOPES + " esi-mail.read_mail.v1")
     _error_page(client.get(callback), 403, "fewer scopes")
     assert CallbackRedirect.objects.get().token is None
@@ -161,27 +182,27 @@ def test_token_granted_with_fewer_scopes_than_asked_is_not_handed_back(client, p
 # -- the hand-back ------------------------------------------------------------------------------
 
 
-def test_a_flow_key_from_another_session_hands_nothing_over(client, fake_sso, pilot):
-    victim = Client()
-    back = to_sso_and_back(victim, victim.get(TOKEN_URL), fake_sso)
+def test_a_flow_key_from_another_session_hands_nothing_over(client, fake_sso, pilot, form):
+    victim = client_for(form)
+    back = to_sso_and_back(victim, victim.get(token_url(form)), fake_sso)
     stolen = back["Location"]
-    client.get("/v/mixin/token/2/")
+    client.get(token_url(form, 2))
     response = client.get(stolen)
     assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
     assert follow(victim, back).json()["character"] == PILOT
 
 
-def test_a_flow_key_is_only_good_for_the_view_that_asked(client, fake_sso, pilot):
-    back = to_sso_and_back(client, client.get("/v/mixin/single_use/1/"), fake_sso)
-    elsewhere = back["Location"].replace("/v/mixin/single_use/1/", "/v/mixin/single_use/2/")
+def test_a_flow_key_is_only_good_for_the_view_that_asked(client, fake_sso, pilot, form):
+    back = to_sso_and_back(client, client.get(f"/v/{form}/single_use/1/"), fake_sso)
+    elsewhere = back["Location"].replace(f"/v/{form}/single_use/1/", f"/v/{form}/single_use/2/")
     assert client.get(elsewhere).status_code == 302  # no token: a new SSO flow
     assert client.get(back["Location"]).status_code == 200
 
 
-def test_a_flow_key_of_another_kind_hands_nothing_over(client, fake_sso, pilot):
-    back = to_sso_and_back(client, client.get("/v/mixin/single_use/1/"), fake_sso)
+def test_a_flow_key_of_another_kind_hands_nothing_over(client, fake_sso, pilot, form):
+    back = to_sso_and_back(client, client.get(f"/v/{form}/single_use/1/"), fake_sso)
     key = back["Location"].split("esi_flow=")[1]
-    response = client.get(f"/v/mixin/new_token/1/?esi_flow={key}")
+    response = client.get(f"/v/{form}/new_token/1/?esi_flow={key}")
     assert response.status_code == 302 and response["Location"].startswith("http://127.0.0.1")
 
 
@@ -189,9 +210,9 @@ def test_a_flow_key_of_another_kind_hands_nothing_over(client, fake_sso, pilot):
 
 
 @pytest.fixture
-def selection(client, esi_token, fake_sso, mallory):
+def selection(client, esi_token, fake_sso, mallory, form):
     mine = esi_token(mallory, character_id=90002101, scopes=SCOPES)
-    page = client.get(TOKEN_URL)
+    page = client.get(token_url(form))
     assert page.status_code == 200
     return page.context["flow"], mine
 
@@ -233,23 +254,23 @@ def test_selection_form_tampered(client, selection):
     _error_page(client.post("/esi/select/", {"token": mine.pk}), 400, "altered")
 
 
-def test_selection_form_from_another_session(selection, mallory):
+def test_selection_form_from_another_session(selection, mallory, form):
     flow, mine = selection
-    other_browser = Client()
+    other_browser = client_for(form)
     other_browser.force_login(mallory)
     _error_page(_select(other_browser, flow, mine.pk), 403, "another session")
 
 
-def test_anonymous_post_to_the_selection_view(selection, esi_token):
+def test_anonymous_post_to_the_selection_view(selection, esi_token, form):
     flow, _ = selection
     loose = esi_token(None, character_id=90002105, scopes=SCOPES)
-    response = Client().post("/esi/select/", {"flow": flow, "token": loose.pk})
+    response = client_for(form).post("/esi/select/", {"flow": flow, "token": loose.pk})
     _error_page(response, 403, "log in")
 
 
-def test_selection_needs_csrf(selection, mallory):
+def test_selection_needs_csrf(selection, mallory, form):
     flow, mine = selection
-    browser = Client(enforce_csrf_checks=True)
+    browser = client_for(form, enforce_csrf_checks=True)
     browser.force_login(mallory)
     assert browser.post("/esi/select/", {"flow": flow, "token": mine.pk}).status_code == 403
 
@@ -287,15 +308,15 @@ def test_login_link_with_absurd_scopes(client, scopes):
 
 
 @pytest.mark.parametrize("field", ["state", "code"])
-def test_nul_bytes_in_the_callback(client, pilot, field):
-    state = state_of(client.get(TOKEN_URL))
+def test_nul_bytes_in_the_callback(client, pilot, field, form):
+    state = state_of(client.get(token_url(form)))
     params = {"state": state, "code": "abc", field: "a\x00b"}
     response = client.get("/esi/callback/", params)
     assert response.status_code == 400
 
 
-def test_nul_bytes_in_a_flow_key_or_return_url(client, fake_sso, pilot):
-    response = client.get(TOKEN_URL, {"esi_flow": "a\x00b"})
+def test_nul_bytes_in_a_flow_key_or_return_url(client, fake_sso, pilot, form):
+    response = client.get(token_url(form), {"esi_flow": "a\x00b"})
     assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
     start = client.get("/esi/login/", {"next": "/ok/\x00/"})
     back = to_sso_and_back(client, start, fake_sso)
@@ -311,9 +332,9 @@ def test_selecting_an_id_too_long_for_a_bigint(client, selection, bad):
     _error_page(_select(client, flow, bad), 400, "choose one")
 
 
-def test_a_session_cookie_longer_than_any_session_key(client, fake_sso, pilot):
+def test_a_session_cookie_longer_than_any_session_key(client, fake_sso, pilot, form):
     client.cookies["sessionid"] = "a" * 100
-    response = client.get("/v/mixin/single_use/1/")
+    response = client.get(f"/v/{form}/single_use/1/")
     assert response.status_code == 302 and response["Location"].startswith(fake_sso.base_url)
     record = CallbackRedirect.objects.get()
     assert record.session_hash == hash_session_key(response.cookies["sessionid"].value)
@@ -322,17 +343,17 @@ def test_a_session_cookie_longer_than_any_session_key(client, fake_sso, pilot):
 # -- session fixation ----------------------------------------------------------------------------
 
 
-def test_a_made_up_session_cookie_is_replaced_not_trusted(fake_sso, pilot):
+def test_a_made_up_session_cookie_is_replaced_not_trusted(fake_sso, pilot, form):
     chosen = "attackerchosen1234567890abcdef12"
-    victim = Client()
+    victim = client_for(form)
     victim.cookies["sessionid"] = chosen
-    start = victim.get("/v/mixin/single_use/1/")
+    start = victim.get(f"/v/{form}/single_use/1/")
     record = CallbackRedirect.objects.get()
     assert record.session_hash != hash_session_key(chosen)
     fresh = start.cookies["sessionid"].value
     assert fresh != chosen and record.session_hash == hash_session_key(fresh)
     back = to_sso_and_back(victim, start, fake_sso)
-    attacker = Client()
+    attacker = client_for(form)
     attacker.cookies["sessionid"] = chosen
     stolen = attacker.get(back["Location"])
     assert stolen.status_code == 302  # no token for the attacker: a new SSO flow
@@ -342,15 +363,25 @@ def test_a_made_up_session_cookie_is_replaced_not_trusted(fake_sso, pilot):
 # -- paths that need escaping ----------------------------------------------------------------------
 
 
+def _skip_non_ascii_under_async_client(form: str, name: str) -> None:
+    if form.startswith("async") and not unquote(name).isascii():
+        # Django's AsyncClient puts ISO-8859-1-decoded bytes in the ASGI path, where the
+        # ASGI spec (and uvicorn) decode UTF-8; tests/test_asgi_server.py covers this.
+        pytest.skip("AsyncClient mis-decodes non-ASCII paths")
+
+
 @pytest.mark.parametrize("name", ["plain", "a%20b", "caf%C3%A9"])
-def test_a_token_comes_back_to_a_view_whose_path_is_escaped(client, fake_sso, pilot, name):
-    back = to_sso_and_back(client, client.get(f"/v/named/single_use/{name}/"), fake_sso)
+def test_a_token_comes_back_to_a_view_whose_path_is_escaped(client, fake_sso, pilot, name, form):
+    _skip_non_ascii_under_async_client(form, name)
+    back = to_sso_and_back(client, client.get(f"/v/{_named(form)}/single_use/{name}/"), fake_sso)
     final = follow(client, back)
     assert final.status_code == 200 and final.json()["character"] == PILOT
 
 
-def test_a_selection_comes_back_to_a_view_whose_path_is_escaped(client, selection):
+@pytest.mark.parametrize("name", ["a%20b", "caf%C3%A9"])
+def test_a_selection_comes_back_to_a_view_whose_path_is_escaped(client, selection, form, name):
+    _skip_non_ascii_under_async_client(form, name)
     _, mine = selection
-    page = client.get("/v/named/token/caf%C3%A9/")
+    page = client.get(f"/v/{_named(form)}/token/{name}/")
     chosen = client.post("/esi/select/", {"flow": page.context["flow"], "token": mine.pk})
     assert follow(client, chosen).json()["character"] == mine.character_id

@@ -1,4 +1,5 @@
-"""Protected views in both forms, mixin and decorator, reporting what they received."""
+"""Protected views in four forms, mixin and decorator, sync and async, reporting what they
+received."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ class _Describe(View):
     post = get
 
 
+class _AsyncDescribe(View):
+    async def get(self, request, *args, **kwargs):
+        # Reads only what the mixin already evaluated: any query here would raise
+        # SynchronousOnlyOperation in the event loop.
+        return describe(request, getattr(self, "token", None), getattr(self, "tokens", None),
+                        *args, **kwargs)
+
+    post = get
+
+
 class TokenView(TokenRequiredMixin, _Describe):
     scopes = SCOPES
 
@@ -53,6 +64,28 @@ class NewTokensView(TokensRequiredMixin, _Describe):
 
 
 class SingleUseView(SingleUseTokenMixin, _Describe):
+    scopes = ["publicData"]
+
+
+class AsyncTokenView(TokenRequiredMixin, _AsyncDescribe):
+    scopes = SCOPES
+
+
+class AsyncNewTokenView(TokenRequiredMixin, _AsyncDescribe):
+    scopes = SCOPES
+    new_token = True
+
+
+class AsyncTokensView(TokensRequiredMixin, _AsyncDescribe):
+    scopes = SCOPES
+
+
+class AsyncNewTokensView(TokensRequiredMixin, _AsyncDescribe):
+    scopes = SCOPES
+    new_token = True
+
+
+class AsyncSingleUseView(SingleUseTokenMixin, _AsyncDescribe):
     scopes = ["publicData"]
 
 
@@ -82,13 +115,48 @@ def single_use_view(request, token, *args, **kwargs):
     return describe(request, token, None, *args, **kwargs)
 
 
+@token_required(scopes=SCOPES)
+async def async_token_view(request, token, *args, **kwargs):
+    """Reports its token, asynchronously."""
+    return describe(request, token, None, *args, **kwargs)
+
+
+@token_required(scopes=SCOPES.split(), new=True)
+async def async_new_token_view(request, token, *args, **kwargs):
+    return describe(request, token, None, *args, **kwargs)
+
+
+@tokens_required(scopes=SCOPES)
+async def async_tokens_view(request, tokens, *args, **kwargs):
+    return describe(request, None, tokens, *args, **kwargs)
+
+
+@tokens_required(scopes=SCOPES, new=True)
+async def async_new_tokens_view(request, tokens, *args, **kwargs):
+    return describe(request, None, tokens, *args, **kwargs)
+
+
+@single_use_token(scopes=["publicData"])
+async def async_single_use_view(request, token, *args, **kwargs):
+    return describe(request, token, None, *args, **kwargs)
+
+
 VIEWS = {
     "mixin": {"token": TokenView.as_view(), "new_token": NewTokenView.as_view(),
               "tokens": TokensView.as_view(), "new_tokens": NewTokensView.as_view(),
               "single_use": SingleUseView.as_view()},
     "decorator": {"token": token_view, "new_token": new_token_view, "tokens": tokens_view,
                   "new_tokens": new_tokens_view, "single_use": single_use_view},
+    "async_mixin": {"token": AsyncTokenView.as_view(), "new_token": AsyncNewTokenView.as_view(),
+                    "tokens": AsyncTokensView.as_view(),
+                    "new_tokens": AsyncNewTokensView.as_view(),
+                    "single_use": AsyncSingleUseView.as_view()},
+    "async_decorator": {"token": async_token_view, "new_token": async_new_token_view,
+                        "tokens": async_tokens_view, "new_tokens": async_new_tokens_view,
+                        "single_use": async_single_use_view},
 }
+# The forms that run in the event loop (tests drive them with Django's AsyncClient).
+ASYNC_FORMS = ("async_mixin", "async_decorator")
 
 urlpatterns = [
     path(f"{form}/{name}/<int:number>/", view, name=f"{form}-{name}")
@@ -98,4 +166,6 @@ urlpatterns = [
     # Paths that need escaping in a URL ("a b", "café").
     path("named/single_use/<str:name>/", VIEWS["mixin"]["single_use"]),
     path("named/token/<str:name>/", VIEWS["decorator"]["token"]),
+    path("async_named/single_use/<str:name>/", VIEWS["async_mixin"]["single_use"]),
+    path("async_named/token/<str:name>/", VIEWS["async_decorator"]["token"]),
 ]

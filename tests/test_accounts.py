@@ -392,3 +392,24 @@ def test_login_scopes_setting_is_asked_for_by_default(client, pilots, settings):
     assert parse_qs(urlsplit(start["Location"]).query)["scope"] == [SKILLS]
     explicit = client.get("/esi/login/", {"scopes": WALLET})
     assert parse_qs(urlsplit(explicit["Location"]).query)["scope"] == [WALLET]
+
+
+def test_owner_hash_change_seen_by_a_refresh_mid_session(client, pilots):
+    """The seller is still logged in when EVE starts reporting a new owner."""
+    log_in(client, pilots, MAIN, scopes=f"{SKILLS} {WALLET}")  # what /v/ views need
+    seller = logged_in_user(client)
+    Token.objects.update(expires_at="2000-01-01T00:00:00Z")  # the next use refreshes
+    pilots.change_owner(MAIN)
+    page = client.get("/v/mixin/token/5/")  # needs a token: the refresh says "sold"
+    assert page.status_code == 302 and page["Location"].startswith(pilots.base_url)
+    assert not Token.objects.filter(character_id=MAIN).exists()
+    rows = client.get("/esi/characters/").context["characters"]
+    assert [(r["character_id"], r["usable"]) for r in rows] == [(MAIN, False)]
+    # The buyer logs in: the link moves; the seller's session goes on without it.
+    from django.test import Client
+
+    buyer = Client()
+    log_in(buyer, pilots, MAIN)
+    assert logged_in_user(buyer) != seller
+    assert client.get("/esi/characters/").context["characters"] == []
+    assert logged_in_user(client) == seller

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench demo clean
+.PHONY: test test-django-esi lint bench demo clean
 
 # $(call install,EXTRAS): the venv if missing, then the package with those extras.
 define install
@@ -19,6 +19,21 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A site with django-esi 10 installed next to esi_views (tests/django_esi, and the tests
+# that recognise django-esi's exceptions), in a venv of its own; skipped in .venv.
+DJESI_VENV := .venv-django-esi
+DJESI_STAMP := $(DJESI_VENV)/.installed
+
+$(DJESI_STAMP): pyproject.toml
+	test -x $(DJESI_VENV)/bin/python || $(PYTHON) -m venv $(DJESI_VENV)
+	$(DJESI_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DJESI_VENV)/bin/python -m pip install --quiet 'django-esi==10.*' -e '.[dev]'
+	touch $@
+
+test-django-esi: $(DJESI_STAMP)
+	$(DJESI_VENV)/bin/python -m pytest --ds=tests.django_esi.settings -p no:cacheprovider \
+		tests/django_esi tests/test_retry_task.py tests/test_errors.py $(PYTEST_ARGS)
 
 # The sample site on http://127.0.0.1:8000 with a fake EVE SSO (the real one when
 # ESI_SSO_CLIENT_ID, ESI_SSO_CLIENT_SECRET and ESI_SSO_CALLBACK_URL are set); Ctrl-C stops.
@@ -55,4 +70,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(DJESI_VENV) .pytest_cache build dist *.egg-info

@@ -68,6 +68,9 @@ class Token(models.Model):
         on_delete=models.CASCADE,
         null=True,
         blank=True,
+        # Not the default "token_set": django-esi's Token takes that name, and a site
+        # may keep django-esi installed next to us (its ESI client). user.esi_tokens.
+        related_name="esi_tokens",
         help_text="Whose token this is; empty for single-use and anonymous-login tokens.",
     )
     character_id = models.BigIntegerField(db_index=True)

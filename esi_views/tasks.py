@@ -21,6 +21,7 @@ __all__ = [
     "cleanup_callbackredirect",
     "cleanup_token",
     "cleanup_token_subset",
+    "refresh_or_delete_token",
 ]
 
 
@@ -46,6 +47,20 @@ def cleanup_token_subset(fraction: int = 48) -> dict[str, Any]:
     from . import cleanup
 
     return cleanup.cleanup_token_subset(fraction).as_dict()
+
+
+@shared_task(name="esi_views.tasks.refresh_or_delete_token")
+def refresh_or_delete_token(token_pk: int) -> bool | None:
+    """django-esi's task: refresh one token now, deleting it if the SSO says it is dead.
+
+    True if refreshed, False if deleted, None if there is no such token (any more). An
+    SSO outage keeps the token and raises ``SSOTransientError`` (the task fails; retry it
+    or let cleanup come back to it).
+    """
+    from .models import Token
+
+    token = Token.objects.filter(pk=token_pk).first()
+    return None if token is None else token.refresh_or_delete()
 
 
 # The recommended intervals: SSO flows every four hours, a 1/48 token subset every hour

@@ -6,10 +6,12 @@ import functools
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from . import flow
+from .scopes import ScopesArg
 
 
 def _errors_as_pages(view: Callable[[HttpRequest], HttpResponse]):
@@ -37,6 +39,22 @@ def callback(request: HttpRequest) -> HttpResponse:
 def select(request: HttpRequest) -> HttpResponse:
     """The token selection form's target (CSRF-protected like any POST)."""
     return flow.complete_selection(request)
+
+
+def sso_redirect(
+    request: HttpRequest, scopes: ScopesArg = None, return_to: str | None = None
+) -> HttpResponse:
+    """django-esi's helper: send the user to the EVE SSO for ``scopes``, then back.
+
+    The new token is stored for the logged-in user (as a login link does), and the
+    browser returns to ``return_to`` (a URL or URL name; this page if not given).
+    """
+    next_url = resolve_url(return_to) if return_to else request.get_full_path()
+    try:
+        return flow.start_sso(request, flow.Kind.LOGIN, scopes or "",
+                              flow.safe_return_url(request, next_url))
+    except flow.FlowError as error:
+        return flow.error_response(request, error)
 
 
 @never_cache

@@ -141,6 +141,13 @@ async def async_single_use_view(request, token, *args, **kwargs):
     return describe(request, token, None, *args, **kwargs)
 
 
+def add_character(request):
+    """As django-esi apps call it: esi.views.sso_redirect -> esi_views.views.sso_redirect."""
+    from esi_views.views import sso_redirect
+
+    return sso_redirect(request, scopes=SCOPES, return_to="/v/added/")
+
+
 VIEWS = {
     "mixin": {"token": TokenView.as_view(), "new_token": NewTokenView.as_view(),
               "tokens": TokensView.as_view(), "new_tokens": NewTokensView.as_view(),
@@ -168,4 +175,5 @@ urlpatterns = [
     path("named/token/<str:name>/", VIEWS["decorator"]["token"]),
     path("async_named/single_use/<str:name>/", VIEWS["async_mixin"]["single_use"]),
     path("async_named/token/<str:name>/", VIEWS["async_decorator"]["token"]),
+    path("add-character/", add_character),
 ]

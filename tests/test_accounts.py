@@ -413,3 +413,13 @@ def test_owner_hash_change_seen_by_a_refresh_mid_session(client, pilots):
     assert logged_in_user(buyer) != seller
     assert client.get("/esi/characters/").context["characters"] == []
     assert logged_in_user(client) == seller
+
+
+@pytest.mark.parametrize("name", ["Ünïcødé Pilot", "'; DROP TABLE --", "日本語", "x" * 100, "-_-"])
+def test_odd_character_names_make_valid_usernames(client, fake_sso, name):
+    fake_sso.add_character(MAIN, name)
+    back = log_in(client, fake_sso, MAIN, next_url="/next/")
+    assert back.status_code == 302 and back["Location"] == "/next/"
+    user = logged_in_user(client)
+    user.full_clean(exclude=["password"])  # the username passes Django's own validators
+    assert CharacterOwnership.objects.get(character_id=MAIN).character_name == name[:100]

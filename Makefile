@@ -68,6 +68,7 @@ bench: $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(DJESI_VENV) .pytest_cache build dist *.egg-info

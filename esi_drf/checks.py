@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.checks import Tags, Warning, register
 from rest_framework.settings import api_settings
@@ -12,7 +12,8 @@ from .authentication import EveSSOAuthentication
 
 @register(Tags.security)
 def check_authentication_order(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
-    classes = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    # api_settings imports the dotted paths; the stubs type the raw setting (strings).
+    classes = cast("list[type]", list(api_settings.DEFAULT_AUTHENTICATION_CLASSES))
     ours = [c for c in classes if issubclass(c, EveSSOAuthentication)]
     if not ours or classes[0] is ours[0]:
         return []

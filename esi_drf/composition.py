@@ -33,21 +33,24 @@ def _name(operand: Operand) -> str:
 class ESIPermissionMetaclass(BasePermissionMetaclass):
     """The metaclass of esi_drf permissions: composition yields explaining classes."""
 
-    def __and__(cls, other: Operand) -> type[AllOf]:
+    def __and__(cls, other: Operand) -> type[AllOf]:  # type: ignore[override]  # a permission class, not DRF's OperandHolder
         return _compose(AllOf, "&", cls, other)
 
-    def __rand__(cls, other: Operand) -> type[AllOf]:
+    def __rand__(cls, other: Operand) -> type[AllOf]:  # type: ignore[override]  # a permission class, not DRF's OperandHolder
         return _compose(AllOf, "&", other, cls)
 
-    def __or__(cls, other: Operand) -> type[AnyOf]:
+    def __or__(cls, other: Operand) -> type[AnyOf]:  # type: ignore[override]  # a permission class, not DRF's OperandHolder
         return _compose(AnyOf, "|", cls, other)
 
-    def __ror__(cls, other: Operand) -> type[AnyOf]:
+    def __ror__(cls, other: Operand) -> type[AnyOf]:  # type: ignore[override]  # a permission class, not DRF's OperandHolder
         return _compose(AnyOf, "|", other, cls)
 
-    def __invert__(cls) -> type[NoneOf]:
+    def __invert__(cls) -> type[NoneOf]:  # type: ignore[override]  # a class, as above
         name = f"~{_name(cls)}"
-        return ESIPermissionMetaclass(name, (NoneOf,), {"operands": (cls,), "__qualname__": name})
+        negation: type = ESIPermissionMetaclass(
+            name, (NoneOf,), {"operands": (cls,), "__qualname__": name}
+        )
+        return negation
 
 
 def _compose(base: type[_Composed], sign: str, left: Operand, right: Operand) -> type:

@@ -97,7 +97,8 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         """A subclass that requires ``scopes`` whatever the view says (e.g. for ``@api_view``)."""
         fixed = _normalized(f"{cls.__name__}.with_scopes()", scopes)
         name = f"{cls.__name__}.with_scopes({' '.join(sorted(fixed))!r})"
-        return type(cls)(name, (cls,), {
+        metaclass: type = type(cls)  # ESIPermissionMetaclass, or a subclass of it
+        return metaclass(name, (cls,), {
             "scopes": fixed, "__module__": cls.__module__, "__qualname__": name,
         })
 
@@ -171,7 +172,8 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         return tokens[:1]
 
     def _hand_over(self, request: Request, found: Any) -> None:
-        request.esi_token = found[0]
+        # Our own attribute on the request, as auth's request.user.
+        request.esi_token = found[0]  # type: ignore[attr-defined]
 
     def _refuse(self, request: Request, scopes: frozenset[str], code: str,
                 detail: str | None = None) -> bool:
@@ -194,4 +196,4 @@ class HasESITokens(HasESIToken):
         return tokens if tokens else []  # already evaluated; the view reads these rows
 
     def _hand_over(self, request: Request, found: Any) -> None:
-        request.esi_tokens = found
+        request.esi_tokens = found  # type: ignore[attr-defined]  # as esi_token

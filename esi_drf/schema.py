@@ -37,7 +37,7 @@ def _permission_scopes(permission: Any, view: Any) -> set[str]:
     if isinstance(permission, (AllOf, AnyOf)):
         parts = permission.parts
     elif isinstance(permission, (AND, OR)):
-        parts = [permission.op1, permission.op2]
+        parts = [permission.op1, permission.op2]  # type: ignore[union-attr]  # not in the stubs
     else:
         return set()
     return set().union(*(_permission_scopes(part, view) for part in parts))

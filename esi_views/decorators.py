@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views import View
 
 from .mixins import BaseTokenMixin, SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
@@ -46,7 +46,9 @@ def _view_from_mixin(
     mixin: type[BaseTokenMixin], attribute: str, scopes: ScopesArg, new: bool
 ) -> Callable[[ViewFunction], ViewFunction]:
     def decorator(view_func: ViewFunction) -> ViewFunction:
-        def handle(self: View, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def handle(
+            self: View, request: HttpRequest, *args: Any, **kwargs: Any
+        ) -> HttpResponseBase:
             return view_func(request, getattr(self, attribute), *args, **kwargs)
 
         async def handle_async(self: View, request: HttpRequest, *args: Any,
@@ -58,7 +60,8 @@ def _view_from_mixin(
 
         # A function view answers every method itself; the class just passes them on.
         methods = {name: handler for name in View.http_method_names}
-        view_class = type(
+        # A View subclass, built at runtime because its base mixin is a parameter.
+        view_class = cast("type[View]", type(
             view_func.__name__,
             (mixin, View),
             {
@@ -68,7 +71,7 @@ def _view_from_mixin(
                 "__qualname__": f"{view_func.__qualname__}.<{mixin.__name__}>",
                 **methods,
             },
-        )
+        ))
         view = view_class.as_view()
         functools.update_wrapper(view, view_func)
         return view

@@ -12,6 +12,7 @@ Two retry policies, because retrying is only safe when a repeat cannot do harm:
 
 from __future__ import annotations
 
+import functools
 import threading
 from enum import Enum
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError, ResponseError
 from urllib3.exceptions import TimeoutError as urllib3_timeout
 from urllib3.util.retry import Retry
 
@@ -77,31 +78,33 @@ class _CappedRetry(Retry):
         if response is not None:
             retry_after = self.get_retry_after(response)
             if retry_after is not None and retry_after > self.max_retry_after:
-                raise MaxRetryError(_pool, url, "Retry-After longer than we wait in-process")
+                raise MaxRetryError(
+                    _pool, url, ResponseError("Retry-After longer than we wait in-process")
+                )
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 def _retry(policy: RetryPolicy) -> Retry:
     attempts = int(esi_settings.SSO_MAX_RETRIES)
-    common = {
-        "total": attempts,
-        "connect": attempts,
-        "backoff_factor": float(esi_settings.SSO_BACKOFF_FACTOR),
-        "raise_on_status": False,
-        "raise_on_redirect": False,
-        "redirect": 0,
-    }
+    common = functools.partial(
+        _CappedRetry,
+        total=attempts,
+        connect=attempts,
+        backoff_factor=float(esi_settings.SSO_BACKOFF_FACTOR),
+        raise_on_status=False,
+        raise_on_redirect=False,
+        redirect=0,
+    )
     if policy is RetryPolicy.ONCE:
-        retry = _CappedRetry(read=0, status=0, other=0, **common)
+        retry = common(read=0, status=0, other=0)
     else:
-        retry = _CappedRetry(
+        retry = common(
             read=attempts,
             status=attempts,
             other=0,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET", "POST"}),
             respect_retry_after_header=True,
-            **common,
         )
     retry.max_retry_after = float(esi_settings.SSO_MAX_RETRY_AFTER)
     return retry
@@ -122,7 +125,7 @@ class _SSOSession(OAuth2Session):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._environment: dict[str, dict] = {}
+        self._environment: dict[str, Any] = {}
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
         if proxies or stream is not None or verify is not None or cert is not None:
@@ -240,14 +243,14 @@ def status_error(response: requests.Response) -> SSOError | None:
     code = body.get("error") if isinstance(body.get("error"), str) else None
     description = body.get("error_description")
     description = description if isinstance(description, str) else None
-    kwargs = {"error": code, "description": description, "status": status}
     if code in DEAD_TOKEN_ERRORS:
-        return DEAD_TOKEN_ERRORS[code](**kwargs)
+        return DEAD_TOKEN_ERRORS[code](error=code, description=description, status=status)
     if code in ("invalid_client", "unauthorized_client") or (status == 401 and code is None):
         return InvalidClientError(
             message="The EVE SSO rejected our client id or secret; check ESI_SSO_CLIENT_ID and "
-            "ESI_SSO_CLIENT_SECRET.", **kwargs)
+            "ESI_SSO_CLIENT_SECRET.", error=code, description=description, status=status)
     if code:
-        return SSORejectedError(message=f"The EVE SSO refused the request: {code}.", **kwargs)
+        return SSORejectedError(message=f"The EVE SSO refused the request: {code}.", error=code,
+                                description=description, status=status)
     return SSOMalformedResponseError(f"The EVE SSO answered HTTP {status} without an OAuth error.",
                                      status=status)

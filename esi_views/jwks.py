@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from django.core.cache import caches
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, RSAKey, import_key
+from joserfc.jwk import ECKey, RSAKey
 
 from .conf import esi_settings
 from .exceptions import SSOMalformedResponseError
@@ -61,7 +61,8 @@ def _parse(document: Any) -> dict[str, Key]:
         if not isinstance(data.get("kid"), str):
             continue
         try:
-            keys[data["kid"]] = import_key(data)
+            key_class = RSAKey if data["kty"] == "RSA" else ECKey
+            keys[data["kid"]] = key_class.import_key(data)
         except (JoseError, ValueError, TypeError):
             continue
     return keys
@@ -69,7 +70,7 @@ def _parse(document: Any) -> dict[str, Key]:
 
 def _fetch(url: str) -> tuple[dict, int]:
     try:
-        response = get_session(RetryPolicy.IDEMPOTENT).get(url, withhold_token=True)
+        response = get_session(RetryPolicy.IDEMPOTENT).request("GET", url, withhold_token=True)
     except requests.RequestException as exc:
         raise transport_error(exc) from exc
     return json_answer(response, "JWKS"), _ttl(response)

@@ -19,13 +19,17 @@ the SSO; the handler then finds ``self.token``/``self.tokens`` already evaluated
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
+from django.utils.functional import Promise
 from django.views import View
 
 from . import flow, reentry
@@ -45,7 +49,7 @@ def _scopes_of(cls: type, scopes: Any) -> frozenset[str]:
         ) from exc
 
 
-def _check_configuration(cls: type) -> None:
+def _check_configuration(cls: type[BaseTokenMixin]) -> None:
     """Mistakes that would silently unprotect a view fail when the class is defined."""
     if "scopes" in vars(cls):
         _scopes_of(cls, cls.scopes)
@@ -72,6 +76,9 @@ class BaseTokenMixin:
     scopes: ClassVar[str | list[str] | tuple[str, ...]] = ""
     new_token: ClassVar[bool] = False
     kind: ClassVar[str]
+    # Where users log in first, as in Django's AccessMixin (None: settings.LOGIN_URL).
+    login_url: ClassVar[str | Promise | None] = None
+    redirect_field_name: ClassVar[str | None] = REDIRECT_FIELD_NAME
     request: HttpRequest
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -91,13 +98,42 @@ class BaseTokenMixin:
         return flow.start_sso(self.request, self.kind, self.get_scopes(),
                               form_data=reentry.capture(self.request))
 
+    def get_login_url(self) -> str:
+        """``login_url`` or ``settings.LOGIN_URL``, as in Django's ``AccessMixin``."""
+        login_url = self.login_url or settings.LOGIN_URL
+        if not login_url:
+            raise ImproperlyConfigured(
+                f"{type(self).__qualname__} is missing the login_url attribute. Define "
+                f"{type(self).__qualname__}.login_url, settings.LOGIN_URL, or override "
+                f"{type(self).__qualname__}.get_login_url()."
+            )
+        return str(login_url)
+
+    def get_redirect_field_name(self) -> str | None:
+        """The query parameter that carries the page to come back to (``next``)."""
+        return self.redirect_field_name
+
+    def redirect_to_login(self) -> HttpResponse:
+        """Off to the login page, coming back here afterwards (as ``AccessMixin`` does)."""
+        path = self.request.build_absolute_uri()
+        resolved_login_url = resolve_url(self.get_login_url())
+        # A login page on this very site gets a relative "next".
+        login_scheme, login_netloc = urlsplit(resolved_login_url)[:2]
+        current_scheme, current_netloc = urlsplit(path)[:2]
+        if (not login_scheme or login_scheme == current_scheme) and (
+            not login_netloc or login_netloc == current_netloc
+        ):
+            path = self.request.get_full_path()
+        return redirect_to_login(path, resolved_login_url, self.get_redirect_field_name())
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         if getattr(self, "view_is_async", False):
             return self._dispatch_async(request, *args, **kwargs)
         response = self._token_or_response(request)
         if response is not None:
             return response
-        return super().dispatch(request, *args, **kwargs)
+        # _check_configuration makes sure a View follows us in the MRO.
+        return cast(View, super()).dispatch(request, *args, **kwargs)
 
     async def _dispatch_async(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         # One hop to a worker thread for the whole flow, not one per query: the flow is
@@ -105,7 +141,9 @@ class BaseTokenMixin:
         response = await sync_to_async(self._token_or_response)(request)
         if response is not None:
             return response
-        return await super().dispatch(request, *args, **kwargs)
+        # View.dispatch hands back the async handler's coroutine (typed as a response).
+        parent: Any = super()
+        return await parent.dispatch(request, *args, **kwargs)
 
     def _token_or_response(self, request: HttpRequest) -> HttpResponse | None:
         try:
@@ -178,7 +216,7 @@ class TokensRequiredMixin(BaseTokenMixin):
     def handle_no_token(self) -> HttpResponse:
         """Anonymous users log in first (their tokens are per user); others go to the SSO."""
         if not self.request.user.is_authenticated:
-            return redirect_to_login(self.request.get_full_path(), settings.LOGIN_URL)
+            return self.redirect_to_login()
         return super().handle_no_token()
 
 

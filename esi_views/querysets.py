@@ -17,13 +17,17 @@ from .conf import esi_settings
 from .scopes import ScopesArg, normalize_scopes
 
 if TYPE_CHECKING:
+    from .exceptions import SSOTransientError
     from .models import Token
     from .sso import TokenResponse
 
 
-class TokenQuerySet(models.QuerySet):
-    def _scope_links(self):
-        return self.model.scopes.through.objects
+class TokenQuerySet(models.QuerySet["Token"]):
+    # Set on require_valid()'s result: why some tokens are missing from it.
+    refresh_failures: list[SSOTransientError]
+
+    def _scope_links(self) -> models.QuerySet[Any]:
+        return self.model.scopes.through.objects.all()
 
     def require_scopes(self, scopes: ScopesArg) -> TokenQuerySet:
         """Tokens that carry at least these scopes. No scopes (``""``) means all tokens."""
@@ -89,7 +93,7 @@ class TokenQuerySet(models.QuerySet):
 
         tokens = list(self)
         expired = [t for t in tokens if t.expired]
-        transient: list = []
+        transient: list[SSOTransientError] = []
         if expired:
             report = refresh_tokens(expired)
             transient = [error for _, error in report.transient]
@@ -104,7 +108,7 @@ class TokenQuerySet(models.QuerySet):
         # Hand back the rows we already hold (and their prefetched relations) instead of
         # querying again; any further filtering on the result queries as usual.
         result._result_cache = tokens
-        result._prefetch_done = True
+        result._prefetch_done = True  # type: ignore[attr-defined]  # internal, not in the stubs
         # Why some tokens are missing, for callers that answer differently when the SSO
         # is down (esi_drf's 503); not carried over to querysets derived from this one.
         result.refresh_failures = transient

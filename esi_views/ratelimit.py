@@ -238,7 +238,9 @@ def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[
                 return None
             bound = signature.bind(task, *args, **kwargs)
             bound.apply_defaults()
-            extra = next((bound.arguments[p.name] for p in params if p.kind is p.VAR_KEYWORD), {})
+            extra: dict[str, Any] = next(
+                (bound.arguments[p.name] for p in params if p.kind is p.VAR_KEYWORD), {}
+            )
             return {k: bound.arguments.get(k, extra.get(k)) for k in key_names}
 
         @functools.wraps(func)

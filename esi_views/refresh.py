@@ -31,9 +31,10 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db import connections, router, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from . import sso
@@ -254,6 +255,19 @@ def _refresh(
     return report
 
 
+def _concrete_field(model: type[Token], name: str) -> Field[Any, Any]:
+    model_field = model._meta.get_field(name)
+    if not isinstance(model_field, Field):  # a relation's reverse side has no column
+        raise TypeError(f"{name} is not a concrete field of {model.__name__}")
+    return model_field
+
+
+def _column(model_field: Field[Any, Any]) -> str:
+    if model_field.column is None:  # only non-concrete fields have no column
+        raise TypeError(f"{model_field.name} has no database column")
+    return model_field.column
+
+
 def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
     """One UPDATE run for every row (executemany).
 
@@ -264,13 +278,13 @@ def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
 
     if not tokens:
         return
-    model_fields = [Token._meta.get_field(name) for name in fields]
+    model_fields = [_concrete_field(Token, name) for name in fields]
     connection = connections[router.db_for_write(Token)]
     quote = connection.ops.quote_name
     sql = (
         f"UPDATE {quote(Token._meta.db_table)} SET "  # noqa: S608 - quoted model identifiers
-        + ", ".join(f"{quote(field.column)} = %s" for field in model_fields)
-        + f" WHERE {quote(Token._meta.pk.column)} = %s"
+        + ", ".join(f"{quote(_column(field))} = %s" for field in model_fields)
+        + f" WHERE {quote(_column(Token._meta.pk))} = %s"
     )
     rows = [
         [field.get_db_prep_save(field.pre_save(token, False), connection)
@@ -326,5 +340,5 @@ def _can_skip_locked() -> bool:
 def _log(report: RefreshReport) -> None:
     for token, error in report.dead:
         logger.info("Deleted dead token %s: %s", token, error)
-    for token, error in (*report.transient, *report.other):
-        logger.warning("Could not refresh token %s (kept): %s", token, error)
+    for token, problem in (*report.transient, *report.other):
+        logger.warning("Could not refresh token %s (kept): %s", token, problem)

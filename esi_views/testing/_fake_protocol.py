@@ -362,13 +362,14 @@ class SSOProtocol:
 
     def _token_answer(self, grant: _Grant, refresh: str | None, fault: Fault | None) -> Reply:
         name = fault.name if fault else ""
-        overrides: dict[str, Any] = {
+        by_fault: dict[str, dict[str, Any]] = {
             "wrong_audience": {"audience": ["someone-else", "EVE Online"]},
             "expired_jwt": {"expires_in": -120},
             "bad_signature": {"sign_with_foreign_key": True},
             "bare_issuer": {"issuer": urlsplit(self.sso.base_url).netloc},
             "odd_claims": {"claims": dict(fault.params.get("claims", {}))} if fault else {},
-        }.get(name, {})
+        }
+        overrides = by_fault.get(name, {})
         if name == "owner_hash_change":
             with contextlib.suppress(KeyError):  # a character gone after reset(): no change
                 self.sso.change_owner(grant.character_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, RSAKey
 
 ALGORITHMS = ("RS256", "ES256")
 EVE_AUDIENCE = "EVE Online"
@@ -54,7 +54,7 @@ class SigningKeys:
         }
 
 
-def _params(alg: str, kid: str) -> dict[str, str]:
+def _params(alg: str, kid: str) -> KeyParameters:
     return {"kid": kid, "alg": alg, "use": "sig"}
 
 

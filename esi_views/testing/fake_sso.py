@@ -87,7 +87,7 @@ class FakeEveSSO:
         # which accept only EVE's issuer (django-esi) can be measured against this server.
         self.issuer = issuer
         # Settable at any time; reset() restores the constructor's values.
-        self._defaults = {"latency": latency, "refresh_token_mode": refresh_token_mode}
+        self._default_latency, self._default_mode = latency, refresh_token_mode
         self.latency = latency
         self.refresh_token_mode = refresh_token_mode
         self.code_lifetime: float = CODE_LIFETIME
@@ -194,8 +194,8 @@ class FakeEveSSO:
         with self._lock:
             self._characters.clear()
             self._selected = None
-            self.latency = self._defaults["latency"]
-            self.refresh_token_mode = self._defaults["refresh_token_mode"]
+            self.latency = self._default_latency
+            self.refresh_token_mode = self._default_mode
             self.code_lifetime = CODE_LIFETIME
         self._protocol.reset()
 
@@ -247,7 +247,8 @@ class FakeEveSSO:
             character = FakeCharacter(
                 character_id, f"Character {character_id}", self._default_owner_hash(character_id)
             )
-        kid = kid or key.kid
+        # Our keys are generated with a kid, so key.kid is never None.
+        kid = kid or key.kid or ""
         payload = access_token_claims(
             character_id=character_id,
             name=character.name,

@@ -1,4 +1,4 @@
-"""The mixins' login redirect: login_url, get_login_url() and redirect_field_name, as AccessMixin."""
+"""The mixins' login redirect: login_url, get_login_url(), redirect_field_name (AccessMixin)."""
 
 from __future__ import annotations
 

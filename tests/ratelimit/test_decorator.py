@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 import uuid
@@ -18,6 +17,7 @@ from esi_views import ratelimit
 from esi_views.checks import check_rate_limit_redis
 from esi_views.decorators import rate_limited_task
 from esi_views.ratelimit import RateLimiterUnavailableError, get_redis
+from tests.ratelimit.recording import admitted, gaps_us, recording_script
 
 
 @pytest.fixture
@@ -94,12 +94,21 @@ def test_long_waits_are_split_below_the_broker_visibility_timeout(tasks, setting
     assert info.value.when == 5
 
 
-def test_short_waits_are_slept_through_in_the_worker(tasks, calls):
+@pytest.fixture
+def admissions(monkeypatch, key_prefix):
+    """The limiter's own admission times for a task's bucket (exact, whatever the load)."""
+    monkeypatch.setattr(ratelimit, "_SCRIPT", recording_script())
+    return lambda task_name: admitted(get_redis(), f"{key_prefix}{task_name}")
+
+
+def test_short_waits_are_slept_through_in_the_worker(tasks, calls, admissions):
     _, _, fast = tasks
     run_in_worker(fast, 1)
     run_in_worker(fast, 2)  # 100 ms wait <= ESI_RATE_LIMIT_MAX_SLEEP: no retry
     assert [c[1] for c in calls] == [1, 2]
-    assert calls[1][2] - calls[0][2] >= 0.095
+    times = admissions("t.fast")
+    assert len(times) == 2
+    assert times[1] - times[0] >= ratelimit.parse_rate("10/s").interval_us
 
 
 def test_keys_bucket_by_value_whether_positional_keyword_or_default(tasks, calls):
@@ -130,15 +139,16 @@ def test_redis_down_retries_with_backoff_and_never_runs(tasks, calls, settings, 
     ratelimit._failures = 0
 
 
-def test_eager_calls_wait_for_their_turn(app, tasks, calls):
+def test_eager_calls_wait_for_their_turn(app, tasks, calls, admissions):
     _, _, fast = tasks
     start = time.monotonic()
     assert fast.apply(args=(1,)).get() == 1
     assert fast.apply(args=(2,)).get() == 2
     assert fast(3) == 3  # called directly: the same
     assert time.monotonic() - start >= 0.19
-    gaps = [b[2] - a[2] for a, b in itertools.pairwise(calls)]
-    assert min(gaps) >= 0.095
+    times = admissions("t.fast")
+    assert len(times) == 3
+    assert min(gaps_us(times)) >= ratelimit.parse_rate("10/s").interval_us
 
 
 def test_eager_call_with_redis_down_raises(tasks, calls, settings):

@@ -28,7 +28,8 @@ __all__ = ["CharactersView", "LogoutView"]
 
 def default_redirect(setting: str) -> str:
     """The LOGIN/LOGOUT_REDIRECT_URL the site set, else ``/`` (Django's default 404s)."""
-    if getattr(settings, setting, None) and settings.is_overridden(setting):
+    # LazySettings forwards is_overridden() to Settings; the stubs lack it there.
+    if getattr(settings, setting, None) and settings.is_overridden(setting):  # type: ignore[misc]
         return resolve_url(getattr(settings, setting))
     return "/"
 

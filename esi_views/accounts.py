@@ -101,7 +101,7 @@ def _free_username(character_name: str, character_id: int) -> str:
     """A username nobody has: the character's name, else with its id, else a random tail."""
     User = get_user_model()
     field_name = User.USERNAME_FIELD
-    max_length = User._meta.get_field(field_name).max_length or 150
+    max_length = getattr(User._meta.get_field(field_name), "max_length", None) or 150
     base = slugify(character_name).replace("-", "_") or "pilot"
     candidates = [base, f"{base}_{character_id}"]
     for candidate in candidates:

@@ -32,7 +32,8 @@ class EveSSOBackend(ModelBackend):
     unknown character gets a new account) and ``user_can_authenticate()``.
     """
 
-    def authenticate(
+    # Other credentials than ModelBackend's, as Django's RemoteUserBackend.
+    def authenticate(  # type: ignore[override]
         self, request: HttpRequest | None, token: Token | None = None, **kwargs: Any
     ) -> Any | None:
         if not isinstance(token, Token) or token.pk is None:

@@ -22,6 +22,7 @@ until then.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import random
 import time
@@ -53,7 +54,8 @@ MAX_JITTER = 60.0
 def _django_esi_limit_errors() -> tuple[type[BaseException], ...]:
     """django-esi's limit exceptions when it is installed beside us (for its ESI client)."""
     try:
-        from esi import exceptions as esi_exceptions  # django-esi
+        # By name: django-esi is optional, and not installed where we type-check.
+        esi_exceptions = importlib.import_module("esi.exceptions")
     except ImportError:
         return ()
     names = ("ESIBucketLimitException", "ESIErrorLimitException")
@@ -130,7 +132,7 @@ def rate_limit_retry_task(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        task = args[0] if args else None
+        task: Any = args[0] if args else None
         if _is_task(task) and not (task.request.is_eager or task.request.called_directly):
             until = _deferred_until(task.request)
             # Woken early by a split countdown: go back to sleep without running the body.

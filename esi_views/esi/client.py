@@ -200,11 +200,11 @@ class EsiSession:
 
     def _reserve(self, route: Route, user: str, budget: list[float]):
         info = groups.lookup(route.method, route.template)
-        if info is not None and info.group is None:
-            return info, None, ""
         if info is None:  # unknown: a probe bucket holding one call
             group, limit, window, headroom = f"probe:{route.method}:{route.template}", 2, \
                 PROBE_WINDOW, 0.0
+        elif info.group is None:
+            return info, None, ""
         else:
             group, limit, window, headroom = info.group, info.limit, info.window, None
         while True:

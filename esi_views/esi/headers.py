@@ -104,9 +104,8 @@ class ErrorLimitHeaders:
 
 
 def error_limit(headers: Mapping[str, str]) -> ErrorLimitHeaders:
-    reset = _int(headers, "X-ESI-Error-Limit-Reset", maximum=86400)
-    if reset is not None:
-        reset = float(min(reset, MAX_BELIEVED_WAIT))
+    raw_reset = _int(headers, "X-ESI-Error-Limit-Reset", maximum=86400)
+    reset = None if raw_reset is None else float(min(raw_reset, MAX_BELIEVED_WAIT))
     return ErrorLimitHeaders(_int(headers, "X-ESI-Error-Limit-Remain"), reset)
 
 

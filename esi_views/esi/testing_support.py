@@ -12,7 +12,7 @@ def clear_client_state() -> None:
     and cached answers of this package's keys (never anything else in Redis)."""
     groups.forget()
     limiter.forget_local_state()
-    client._last_status.__init__()
+    client._last_status = client._LastStatus()
     try:
         from ..conf import esi_settings
         from ..redis_scripts import get_redis

@@ -162,7 +162,7 @@ class EsiProtocol:
                 status, payload = 500, {"error": "Internal server error"}
             elif fault == "not_found":
                 status, payload = 404, {"error": "Not found"}
-            if key is not None:
+            if group is not None and key is not None:
                 used = self._used(key, group.window, now)
                 if fault == "rate_limited_no_headers":
                     self.calls["status:429"] += 1
@@ -189,7 +189,7 @@ class EsiProtocol:
                 if request.headers.get("If-None-Match") == etag:
                     status, body = 304, b""
             cost = status_cost(status)
-            if key is not None:
+            if group is not None and key is not None:
                 if cost:
                     self.buckets[key].append((now, cost))
                     self.spent[group.name] += cost

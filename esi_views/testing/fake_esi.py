@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 
 from esi_views.testing._fake_esi_routes import (
     ESI_FAULTS,
@@ -167,7 +167,8 @@ class FakeESI:
 
     def _keys(self) -> KeySet:
         document = self.sso.jwks if self.sso is not None else shared_keys().public_jwks()
-        return KeySet.import_key_set(document)
+        # A JWKS document as the fake SSO serves it ({"keys": [...]}).
+        return KeySet.import_key_set(cast(KeySetSerialization, document))
 
     def authorize(self, request: Request, route: FakeRoute,
                   values: dict[str, str]) -> tuple[str, tuple[int, str] | None]:

@@ -22,6 +22,12 @@ from .models import CallbackRedirect, CharacterOwnership, Scope, Token
 logger = logging.getLogger(__name__)
 
 
+# Explicit, so a field added to the model later is not shown or editable by default.
+_TOKEN_FIELDS = ("character_name", "character_id", "character_owner_hash", "token_type", "user",
+                 "scope_names", "expires_at", "created", "updated")
+_FLOW_FIELDS = ("created", "kind", "requested_scopes", "return_url", "token")
+
+
 @admin.register(Scope)
 class ScopeAdmin(admin.ModelAdmin):
     list_display = ["name", "friendly_name", "help_text"]
@@ -41,10 +47,7 @@ class TokenAdmin(admin.ModelAdmin):
     search_fields = ["character_name", "character_id", "user__username"]
     list_select_related = ["user"]
     actions = ["revoke_and_delete"]
-    # Explicit, so a field added to the model later is not shown or editable by default.
-    fields = ["character_name", "character_id", "character_owner_hash", "token_type", "user",
-              "scope_names", "expires_at", "created", "updated"]
-    readonly_fields = fields
+    fields = readonly_fields = _TOKEN_FIELDS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Token]:
         # One query for the list, scope counts included (no query per row).
@@ -55,7 +58,7 @@ class TokenAdmin(admin.ModelAdmin):
 
     @admin.display(description="scopes", ordering="_scope_count")
     def scope_count(self, token: Token) -> int:
-        return token._scope_count
+        return token._scope_count  # type: ignore[attr-defined]  # get_queryset annotates it
 
     @admin.display(description="access token valid", boolean=True, ordering="expires_at")
     def valid(self, token: Token) -> bool:
@@ -93,8 +96,7 @@ class CallbackRedirectAdmin(admin.ModelAdmin):
 
     list_display = ["created", "kind", "requested_scopes", "return_url", "token"]
     list_filter = ["kind"]
-    fields = ["created", "kind", "requested_scopes", "return_url", "token"]
-    readonly_fields = fields
+    fields = readonly_fields = _FLOW_FIELDS
     list_select_related = ["token"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

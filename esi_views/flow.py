@@ -210,8 +210,11 @@ def start_sso(
     """
     authorization = sso.build_authorization_request(scopes)
     return_url = _without_flow_param(return_url or request.get_full_path())
+    session_hash = _session_hash(request, create=True)
+    if session_hash is None:  # save() always sets a key; a session backend that did not
+        raise FlowError(500, "Session unavailable", "This site could not start a session.")
     CallbackRedirect.objects.create(
-        session_hash=_session_hash(request, create=True),
+        session_hash=session_hash,
         state=authorization.state,
         kind=kind,
         code_verifier=authorization.code_verifier,
@@ -362,9 +365,13 @@ def _selection_payload(request: HttpRequest) -> dict[str, str]:
 
 def complete_selection(request: HttpRequest) -> HttpResponse:
     """The POST of the selection page: hand the chosen token back, or go to the SSO."""
-    if _user_id(request) is None:
+    user_id = _user_id(request)
+    if user_id is None:
         raise FlowError(403, "Log in first", "Only logged-in users can choose a token.")
-    payload = _selection_payload(request)
+    payload = _selection_payload(request)  # bound to this session, so there is one
+    session_hash = _session_hash(request)
+    if session_hash is None:
+        raise FlowError(403, "Not your selection", "This page belongs to another session.")
     kind, scopes = payload["k"], normalize_scopes(payload["s"])
     return_url = safe_return_url(request, payload["r"])
     kept = None
@@ -384,7 +391,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 19):  # a bigint
         raise FlowError(400, "Invalid choice", "Choose one of the characters listed.")
     token = (
-        Token.objects.filter(user=request.user, pk=int(raw_id))
+        Token.objects.filter(user_id=user_id, pk=int(raw_id))
         .require_scopes(scopes)
         .require_valid()
         .first()
@@ -397,7 +404,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         kept.save(update_fields=["token"])
         return HttpResponseRedirect(_with_flow_param(return_url, kept.state))
     record = CallbackRedirect.objects.create(
-        session_hash=_session_hash(request),
+        session_hash=session_hash,
         state=get_random_string(43),
         kind=kind,
         requested_scopes=scopes_to_string(scopes),

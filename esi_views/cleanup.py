@@ -77,6 +77,7 @@ class CleanupReport:
     fraction: int = 1
     bucket: int | None = None
     dry_run: bool = False
+    examined: int = 0  # tokens in this run's scope (all of them, or the subset bucket)
     candidates: int = 0  # expired tokens with a user + user-less tokens past the age
     processed: int = 0  # of the candidates, handled so far (progress)
     refreshed: int = 0
@@ -101,7 +102,7 @@ class CleanupReport:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.deleted.items())) or "none"
         parts = [
             f"Token cleanup ({scope}{', dry run' if self.dry_run else ''}): "
-            f"{self.candidates} candidates",
+            f"{self.examined} examined, {self.candidates} candidates",
             f"{'would refresh' if self.dry_run else 'refreshed'} {self.refreshed}",
             f"already fresh {self.already_fresh}",
             f"{verb} {self.deleted_total} ({reasons})",
@@ -123,6 +124,7 @@ class CleanupReport:
             "fraction": self.fraction,
             "bucket": self.bucket,
             "dry_run": self.dry_run,
+            "examined": self.examined,
             "candidates": self.candidates,
             "refreshed": self.refreshed,
             "already_fresh": self.already_fresh,
@@ -213,6 +215,7 @@ def cleanup_tokens(
     report.kept_young_single_use = bucketed.filter(
         user__isnull=True, created__gt=young_cutoff, expires_at__lte=expiry_cutoff
     ).count()
+    report.examined = bucketed.count()
     orphan_count, expired_count = orphans.count(), expired.count()
     report.candidates = orphan_count + expired_count
     try:

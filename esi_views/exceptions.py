@@ -227,10 +227,18 @@ class SSORejectedError(SSOOAuthError, IncompleteResponseError):
 
 
 class FlowError(EsiError):
-    """A step of the token flow refused the request; rendered as ``esi_views/error.html``."""
+    """A step of the token flow refused the request; rendered as ``esi_views/error.html``.
 
-    def __init__(self, status: int, title: str, message: str) -> None:
+    ``retry_after`` (seconds) becomes the ``Retry-After`` header of a 503; ``retry_url``
+    a "try again" link on the page.
+    """
+
+    def __init__(
+        self, status: int, title: str, message: str, *, retry_after: int | None = None,
+        retry_url: str | None = None,
+    ) -> None:
         self.status, self.title, self.message = status, title, message
+        self.retry_after, self.retry_url = retry_after, retry_url
         super().__init__(f"{status} {title}: {message}")
 
 

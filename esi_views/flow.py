@@ -14,6 +14,7 @@ a token of another user, a selection payload of another session are refused.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import logins, sso
 from .conf import esi_settings
-from .exceptions import FlowError, InvalidJWTError, SSOError, SSOTransientError, TokenDeadError
+from .exceptions import (
+    FlowError,
+    InvalidJWTError,
+    SSOConfigurationError,
+    SSOError,
+    SSOTransientError,
+    TokenDeadError,
+)
 from .models import CallbackRedirect, Token, TokenQuerySet, hash_session_key
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
 
@@ -47,9 +55,17 @@ _SELECTION_SALT = "esi_views.flow.selection"
 _SELECTION_SESSION_SALT = "esi_views.flow.selection.session"
 
 
+# Retry-After of a callback answered 503 when the SSO did not say (as esi_drf's 503).
+SSO_OUTAGE_RETRY_AFTER = 30
+
+
 def error_response(request: HttpRequest, error: FlowError) -> HttpResponse:
-    context = {"title": error.title, "message": error.message, "status": error.status}
-    return TemplateResponse(request, "esi_views/error.html", context, status=error.status)
+    context = {"title": error.title, "message": error.message, "status": error.status,
+               "retry_url": error.retry_url}
+    response = TemplateResponse(request, "esi_views/error.html", context, status=error.status)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -278,10 +294,23 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
                         "The EVE SSO refused the login code (it may have been used already). "
                         "Start again.") from exc
     except SSOTransientError as exc:
+        # Their outage, not the user's mistake: 503 with Retry-After, and a way back in.
+        wait = exc.retry_after
+        retry_after = max(1, math.ceil(wait)) if wait else SSO_OUTAGE_RETRY_AFTER
         logger.warning("SSO callback: SSO unavailable: %s", exc)
-        raise FlowError(400, "EVE SSO unavailable",
-                        "The EVE SSO could not complete the login right now. Try again shortly.") \
-            from exc
+        raise FlowError(503, "EVE SSO unavailable",
+                        "The EVE SSO could not complete the login right now. Please try again "
+                        "in a minute.", retry_after=retry_after,
+                        retry_url=safe_return_url(request, record.return_url)) from exc
+    except SSOConfigurationError as exc:
+        # Our settings are wrong (client id/secret, a missing setting): every login fails
+        # until someone fixes them, so this is a server error for the logs and alerts.
+        logger.error("SSO callback: the EVE SSO configuration of this site is wrong "
+                     "(%s: %s); no login can succeed until it is fixed.",
+                     type(exc).__name__, exc, exc_info=exc)
+        raise FlowError(500, "Login unavailable",
+                        "This site's EVE SSO setup is broken, so logins cannot work right now. "
+                        "Please tell the site's administrators.") from exc
     except SSOError as exc:
         logger.error("SSO callback: %s", exc)
         raise FlowError(400, "Login failed", "The EVE SSO refused the login.") from exc

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
-from django.core.management import CommandError, call_command
-from django.db import connection
+from django.core.management import CommandError, call_command, load_command_class
+from django.core.management.base import OutputWrapper
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from esi_views import cleanup
 from esi_views.exceptions import InvalidClientError
+from esi_views.management.commands.esi_cleanup import EXIT_TRANSIENT
 from esi_views.models import CallbackRedirect, Token
 from esi_views.refresh import refresh_tokens
 from tests import processes
@@ -560,13 +562,69 @@ def test_command_dry_run_and_subset(esi_token, user, fake_sso):
         _command("--subset", "2", "--bucket", "2")
 
 
-def test_command_reports_a_stop(esi_token, user, fake_sso):
+def _command_exit(monkeypatch, *args) -> tuple[int, str, str]:
+    """Run the command as manage.py does: its exit status, stdout and stderr."""
+    # run_from_argv closes the connections afterwards, which would end the test's transaction.
+    monkeypatch.setattr(connections, "close_all", lambda: None)
+    out, err = io.StringIO(), io.StringIO()
+    command = load_command_class("esi_views", "esi_cleanup")
+    command.stdout, command.stderr = OutputWrapper(out), OutputWrapper(err)
+    try:
+        command.run_from_argv(["manage.py", "esi_cleanup", *args])
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
+
+
+def test_command_reports_a_stop_and_exits_non_zero(esi_token, user, fake_sso):
     token = esi_token(user)
     _expire(token, *_clones(token, 9))
     fake_sso.inject("server_error", status=500, times=None)
-    out, _ = _command("--no-progress")
-    assert "Stopped early: 5 transient SSO failures in a row" in out
+    with pytest.raises(CommandError, match="10 expired token") as info:
+        _command("--no-progress")
+    assert info.value.returncode == EXIT_TRANSIENT == 3
     assert Token.objects.count() == 10
+
+
+def test_transient_failures_exit_3_for_cron_unless_allowed(esi_token, user, fake_sso,
+                                                           monkeypatch):
+    token = esi_token(user)
+    _expire(token, *_clones(token, 2))
+    fake_sso.inject("server_error", status=503, times=None)
+    status, out, err = _command_exit(monkeypatch, "--no-progress")
+    assert status == 3
+    assert "skipped transient" in out and "3 expired token(s) were kept" in err
+    status, out, err = _command_exit(monkeypatch, "--no-progress", "--allow-transient")
+    assert status == 0 and "skipped transient" in out and err == ""
+    assert Token.objects.count() == 3
+
+
+def test_command_exits_0_when_all_went_well(esi_token, user, fake_sso):
+    token = esi_token(user)
+    _expire(token)
+    out, _ = _command("--no-progress")  # no CommandError
+    assert "Done." in out and not Token.objects.get(pk=token.pk).expired
+
+
+def test_command_says_how_many_tokens_it_examined(esi_token, user, fake_sso):
+    token = esi_token(user)
+    _clones(token, 4)  # fresh: examined, not candidates
+    _expire(token)
+    out, _ = _command("--no-progress")
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines()[1:] if line.strip()}
+    assert rows["examined"] == "5" and rows["candidates"] == "1"
+    assert cleanup.cleanup_token().as_dict()["examined"] == 5
+    out, _ = _command("--no-progress", "--dry-run")
+    assert "examined" in out
+
+
+def test_every_command_option_has_help_text():
+    parser = load_command_class("esi_views", "esi_cleanup").create_parser("manage.py",
+                                                                          "esi_cleanup")
+    ours = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert {"allow_transient", "redirect_max_age", "subset", "dry_run"} <= {a.dest for a in ours}
+    missing = [a.option_strings[0] for a in ours if not (a.help or "").strip()]
+    assert missing == []
 
 
 def test_cleanup_and_the_command_work_without_celery():

@@ -145,11 +145,6 @@ def test_cancel_at_the_sso_picker(client, fake_sso, pilot, form):
 
 @pytest.mark.parametrize(("fault", "params", "status", "words"), [
     ("invalid_grant", {}, 400, "refused the login code"),
-    ("server_error", {"status": 500}, 400, "unavailable"),
-    ("server_error", {"status": 503}, 400, "unavailable"),
-    ("rate_limited", {"retry_after": 60}, 400, "unavailable"),
-    ("malformed_json", {}, 400, "unavailable"),
-    ("invalid_client", {}, 400, "refused the login"),
     ("wrong_audience", {}, 403, "failed verification"),
     ("expired_jwt", {}, 403, "failed verification"),
     ("bad_signature", {}, 403, "failed verification"),
@@ -161,10 +156,56 @@ def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, 
     assert Token.objects.count() == 0
 
 
+# An SSO outage is not the user's fault: 503, Retry-After, and a page to try again from.
+@pytest.mark.parametrize(("fault", "params", "retry_after"), [
+    ("server_error", {"status": 500}, "30"),
+    ("server_error", {"status": 503}, "30"),
+    ("rate_limited", {"retry_after": 60}, "60"),
+    ("malformed_json", {}, "30"),
+])
+def test_sso_outage_at_the_callback_is_a_503_to_try_again(client, fake_sso, pilot, fault,
+                                                          params, retry_after, form):
+    callback = _approved_callback(client.get(token_url(form)))
+    fake_sso.inject(fault, **params)
+    response = client.get(callback)
+    _error_page(response, 503, "try again")
+    assert response["Retry-After"] == retry_after
+    assert f'href="{token_url(form)}"' in response.content.decode()  # "Try again" starts over
+    assert Token.objects.count() == 0
+
+
 def test_sso_unreachable(client, pilot, settings, form):
     callback = _approved_callback(client.get(token_url(form)))
     settings.ESI_SSO_BASE_URL = "http://127.0.0.1:9"
-    _error_page(client.get(callback), 400, "unavailable")
+    response = client.get(callback)
+    _error_page(response, 503, "try again")
+    assert response["Retry-After"] == "30"
+
+
+# Our own misconfiguration is a loud 500 with a log line saying what to fix, never a 4xx
+# that reads as the user's mistake.
+def test_rejected_client_credentials_at_the_callback_are_a_500(client, fake_sso, pilot, caplog,
+                                                               form):
+    callback = _approved_callback(client.get(token_url(form)))
+    fake_sso.inject("invalid_client")
+    with caplog.at_level("ERROR", logger="esi_views.flow"):
+        response = client.get(callback)
+    _error_page(response, 500, "administrators")
+    assert "Retry-After" not in response
+    [record] = [r for r in caplog.records if r.name == "esi_views.flow"]
+    assert record.levelname == "ERROR"
+    assert "configuration" in record.getMessage()
+    assert "InvalidClientError" in record.getMessage()
+    assert "ESI_SSO_CLIENT_ID" in record.getMessage()
+
+
+def test_missing_settings_at_the_callback_are_a_500(client, pilot, settings, caplog, form):
+    callback = _approved_callback(client.get(token_url(form)))
+    settings.ESI_SSO_CLIENT_SECRET = ""
+    with caplog.at_level("ERROR", logger="esi_views.flow"):
+        response = client.get(callback)
+    _error_page(response, 500, "administrators")
+    assert "MissingSettingError" in caplog.text and "ESI_SSO_CLIENT_SECRET" in caplog.text
 
 
 @pytest.mark.parametrize("method", ["post", "put", "delete"])

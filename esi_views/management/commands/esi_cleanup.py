@@ -9,12 +9,16 @@ from django.core.management.base import BaseCommand, CommandError
 from esi_views.cleanup import CleanupReport, cleanup_callbackredirect, cleanup_tokens
 
 BAR_WIDTH = 30
+# The exit status when tokens were kept because the SSO failed transiently: nothing is
+# wrong with them, but they were not refreshed, and cron should say so.
+EXIT_TRANSIENT = 3
 
 
 class Command(BaseCommand):
     help = (
         "Refresh expired EVE tokens and delete the dead ones (and user-less tokens past "
-        "ESI_SINGLE_USE_TOKEN_MAX_AGE). Transient SSO failures never delete anything."
+        "ESI_SINGLE_USE_TOKEN_MAX_AGE). Transient SSO failures never delete anything, "
+        f"but the command then exits with status {EXIT_TRANSIENT} (see --allow-transient)."
     )
 
     def add_arguments(self, parser):
@@ -32,11 +36,19 @@ class Command(BaseCommand):
                             help="Tokens per batch (default ESI_CLEANUP_BATCH_SIZE).")
         parser.add_argument("--redirects", action="store_true",
                             help="Also delete SSO flows older than --redirect-max-age.")
-        parser.add_argument("--redirect-max-age", type=int, default=300)
+        parser.add_argument("--redirect-max-age", type=int, metavar="SECONDS", default=300,
+                            help="With --redirects: the age in seconds past which an SSO "
+                                 "flow is deleted (default 300).")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+        parser.add_argument(
+            "--allow-transient", action="store_true",
+            help=f"Exit 0 even when tokens were kept because the EVE SSO failed "
+                 f"transiently (default: exit status {EXIT_TRANSIENT}, so cron and "
+                 f"monitoring notice).",
+        )
 
     def handle(self, *args, subset, bucket, dry_run, batch_size, redirects, redirect_max_age,
-               no_progress, **options):
+               no_progress, allow_transient, **options):
         if subset is not None and subset < 1:
             raise CommandError("--subset must be at least 1.")
         if bucket is not None and subset is None:
@@ -53,6 +65,12 @@ class Command(BaseCommand):
         if progress:
             progress.finish(report)
         self._summary(report)
+        if report.skipped_transient and not allow_transient:
+            raise CommandError(
+                f"{report.skipped_transient} expired token(s) were kept unrefreshed because "
+                "the EVE SSO failed transiently; run again later (--allow-transient exits 0).",
+                returncode=EXIT_TRANSIENT,
+            )
 
     def _summary(self, report: CleanupReport) -> None:
         would = report.dry_run
@@ -60,6 +78,7 @@ class Command(BaseCommand):
             f"subset bucket {report.bucket} of {report.fraction}")
         self.stdout.write(f"Token cleanup of {scope}{' (dry run)' if would else ''}:")
         rows = [
+            ("examined", report.examined),
             ("candidates", report.candidates),
             ("would refresh" if would else "refreshed", report.refreshed),
             ("already fresh", report.already_fresh),

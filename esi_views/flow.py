@@ -350,8 +350,13 @@ def render_selection(
         "sb": _selection_binding(_session_key(request)),
     }
     if form_data:
+        session_hash = _session_hash(request)
+        if session_hash is None:  # nothing to bind the waiting fields to
+            raise FlowError(400, "Session missing",
+                            "Your browser sent no session cookie. Enable cookies for this site "
+                            "and try again.")
         payload["p"] = CallbackRedirect.objects.create(
-            session_hash=_session_hash(request), state=get_random_string(43), kind=kind,
+            session_hash=session_hash, state=get_random_string(43), kind=kind,
             requested_scopes=scopes_to_string(scopes),
             return_url=safe_return_url(request, payload["r"]),
             method="POST", form_data=form_data,

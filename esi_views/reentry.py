@@ -57,7 +57,8 @@ def _restore(request: HttpRequest, form_data: str) -> None:
     for key, value in json.loads(form_data):
         data.appendlist(key, value)
     data._mutable = False
-    request.POST = data  # type: ignore[misc]  # WSGIRequest/ASGIRequest allow setting it
+    # WSGIRequest/ASGIRequest allow setting it; the stubs type it immutable.
+    request.POST = data  # type: ignore[assignment]
 
 
 def _resubmit_page(request: HttpRequest, record: CallbackRedirect) -> HttpResponse:

@@ -36,6 +36,7 @@ from .exceptions import (
     InvalidJWTError,
     SSOConfigurationError,
     SSOError,
+    SSOMalformedResponseError,
     SSOTransientError,
     TokenDeadError,
 )
@@ -293,6 +294,12 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
         raise FlowError(400, "Login failed",
                         "The EVE SSO refused the login code (it may have been used already). "
                         "Start again.") from exc
+    except SSOMalformedResponseError as exc:
+        # An answer we cannot use (odd numbers, not JSON): refused like any bad input.
+        logger.warning("SSO callback: unusable answer: %s", exc)
+        raise FlowError(400, "EVE SSO unavailable",
+                        "The EVE SSO's answer was malformed. Try again shortly.") \
+            from exc
     except SSOTransientError as exc:
         # Their outage, not the user's mistake: 503 with Retry-After, and a way back in.
         wait = exc.retry_after

@@ -148,6 +148,7 @@ def test_cancel_at_the_sso_picker(client, fake_sso, pilot, form):
     ("wrong_audience", {}, 403, "failed verification"),
     ("expired_jwt", {}, 403, "failed verification"),
     ("bad_signature", {}, 403, "failed verification"),
+    ("malformed_json", {}, 400, "malformed"),  # not an outage: tests/test_odd_numbers
 ])
 def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, words, form):
     callback = _approved_callback(client.get(token_url(form)))
@@ -161,7 +162,6 @@ def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, 
     ("server_error", {"status": 500}, "30"),
     ("server_error", {"status": 503}, "30"),
     ("rate_limited", {"retry_after": 60}, "60"),
-    ("malformed_json", {}, "30"),
 ])
 def test_sso_outage_at_the_callback_is_a_503_to_try_again(client, fake_sso, pilot, fault,
                                                           params, retry_after, form):

@@ -64,7 +64,7 @@ def _reenter(client, location):
                                         "csrfmiddlewaretoken": str(token)})
 
 
-@pytest.mark.parametrize("form", ["mixin", "decorator"])
+@pytest.mark.parametrize("form", ["mixin", "decorator", "async_mixin", "async_decorator"])
 def test_after_the_selection_page(browser, pilot, esi_token, form):
     token = esi_token(pilot, character_id=ALT, scopes=SCOPES)
     esi_token(pilot, character_id=MAIN, scopes=SCOPES)
@@ -87,7 +87,9 @@ def page_key(response) -> str:
 
 
 @pytest.mark.parametrize(("form", "name"), [("mixin", "token"), ("decorator", "tokens"),
-                                            ("decorator", "single_use")])
+                                            ("decorator", "single_use"),
+                                            ("async_mixin", "tokens"),
+                                            ("async_decorator", "single_use")])
 def test_after_the_sso_round_trip(browser, pilot, fake_sso, form, name):
     to_sso = _post(browser, _url(form, name), FIELDS)
     assert to_sso.status_code == 302 and "Secret" not in to_sso["Location"]

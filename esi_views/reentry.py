@@ -40,6 +40,7 @@ def capture(request: HttpRequest) -> str:
     """
     if request.method != "POST":
         return ""
+    _require_csrf_checked(request)
     if request.FILES:
         raise FlowError(400, "Files cannot be carried over",
                         "This form sends files, which cannot be kept while you log in with "
@@ -50,6 +51,20 @@ def capture(request: HttpRequest) -> str:
                         "This form is too large to be kept while you log in with EVE Online. "
                         "Log in first, then send it again.")
     return json.dumps(pairs) if pairs else json.dumps([])
+
+
+def _require_csrf_checked(request: HttpRequest) -> None:
+    """Only a POST that passed Django's CSRF check is kept or re-entered.
+
+    A ``csrf_exempt`` view (or a site without ``CsrfViewMiddleware``) would otherwise let
+    another site start a flow whose re-entry posts the attacker's fields with a valid
+    CSRF token once the victim has logged in.
+    """
+    if not getattr(request, "csrf_processing_done", False):
+        raise FlowError(403, "Form not verified",
+                        "This form could not be checked against cross-site requests, so it "
+                        "cannot be kept while you log in with EVE Online. Log in first, then "
+                        "send it again.")
 
 
 def _restore(request: HttpRequest, form_data: str) -> None:
@@ -76,6 +91,7 @@ def hand_back(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | Htt
     marker = request.POST.get(REENTRY_FIELD) if request.method == "POST" else None
     found = flow.handed_back(request, kind, scopes)
     if marker is not None:
+        _require_csrf_checked(request)
         if found is None or found[1].state != marker:
             raise FlowError(403, "Not your form",
                             "This form belongs to another login attempt or session.")

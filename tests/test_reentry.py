@@ -187,3 +187,13 @@ def test_a_kept_form_cannot_be_used_as_an_oauth_state(browser, pilot, esi_token,
     kept = CallbackRedirect.objects.get()
     answer = browser.get(f"/esi/callback/?state={kept.state}&code=abc")
     assert answer.status_code == 400
+
+
+def test_a_csrf_exempt_view_keeps_no_form(browser, pilot):
+    # Another site could post to it: keeping its fields would let the re-entry post them
+    # with a valid CSRF token once the victim has logged in.
+    answer = browser.post("/v/exempt/token/", FIELDS)
+    assert answer.status_code == 403
+    assert not CallbackRedirect.objects.exists()
+    to_sso = browser.get("/v/exempt/token/")  # a GET still goes through the flow
+    assert to_sso.status_code == 302

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.http import JsonResponse
 from django.urls import path
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
 from esi_views.decorators import single_use_token, token_required, tokens_required
 from esi_views.mixins import SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
@@ -176,4 +177,5 @@ urlpatterns = [
     path("async_named/single_use/<str:name>/", VIEWS["async_mixin"]["single_use"]),
     path("async_named/token/<str:name>/", VIEWS["async_decorator"]["token"]),
     path("add-character/", add_character),
+    path("exempt/token/", csrf_exempt(VIEWS["decorator"]["token"])),
 ]

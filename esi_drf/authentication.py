@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -132,6 +133,7 @@ class EveSSOAuthentication(BaseAuthentication):
 
     # -- DRF -----------------------------------------------------------------------------
 
+    @sensitive_variables()  # the bearer token, in error reports
     def authenticate(self, request: Request) -> tuple[Any, EveAccessToken] | None:
         raw = self._bearer_token(request)
         if raw is None:
@@ -159,6 +161,7 @@ class EveSSOAuthentication(BaseAuthentication):
 
     # -- steps ---------------------------------------------------------------------------
 
+    @sensitive_variables()
     def _bearer_token(self, request: Request) -> str | None:
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
@@ -172,6 +175,7 @@ class EveSSOAuthentication(BaseAuthentication):
             setattr(request, _ERROR_ATTRIBUTE, _MALFORMED_HEADER)
             raise AuthenticationFailed(_MALFORMED_HEADER) from None
 
+    @sensitive_variables()
     def _verify(self, raw: str) -> AccessTokenClaims:
         try:
             return verify_access_token(raw, client_id=self.get_client_id())

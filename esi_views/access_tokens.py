@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, RSAKey
@@ -60,6 +61,7 @@ def sane_number(value: Any, low: float, high: float) -> bool:
     return low <= value <= high
 
 
+@sensitive_variables()
 def _header(token: str) -> dict[str, Any]:
     parts = token.split(".")
     if len(parts) != 3 or len(parts[0]) > MAX_HEADER_LENGTH:
@@ -74,6 +76,7 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+@sensitive_variables()
 def _verified_payload(token: str) -> dict[str, Any]:
     header = _header(token)
     if "crit" in header:  # EVE never sends one; extensions we do not know mean "reject"
@@ -91,10 +94,11 @@ def _verified_payload(token: str) -> dict[str, Any]:
         raise InvalidJWTError("algorithm", f"Key {kid!r} is not an {alg} key.")
     try:
         return jwt.decode(token, key, algorithms=[alg]).claims
-    except BadSignatureError as exc:
-        raise InvalidJWTError("signature", "Access token signature does not verify.") from exc
+    except BadSignatureError:
+        # from None: joserfc's frames, which hold the token, stay out of error reports.
+        raise InvalidJWTError("signature", "Access token signature does not verify.") from None
     except (JoseError, ValueError, TypeError) as exc:
-        raise InvalidJWTError("malformed", f"Access token could not be decoded: {exc}.") from exc
+        raise InvalidJWTError("malformed", f"Access token could not be decoded: {exc}.") from None
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
@@ -138,6 +142,7 @@ def _text_claim(claims: dict[str, Any], name: str, reason: str) -> str:
     return value
 
 
+@sensitive_variables()  # the token, and joserfc's frames below, in error reports
 def verify_access_token(
     token: str, *, client_id: str | None = None, leeway: float | None = None
 ) -> AccessTokenClaims:

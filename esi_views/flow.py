@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, get_random_string, salted_hmac
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.debug import sensitive_variables
 
 from . import logins, sso
 from .conf import esi_settings
@@ -207,6 +208,7 @@ def handed_back(
     return token, record
 
 
+@sensitive_variables()  # session keys, state, code, verifier, tokens
 def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | None:
     """The token of :func:`handed_back`, if any."""
     found = handed_back(request, kind, scopes)
@@ -216,6 +218,7 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
 # -- to the SSO and back -------------------------------------------------------------------
 
 
+@sensitive_variables()
 def start_sso(
     request: HttpRequest, kind: str, scopes: ScopesArg, return_url: str | None = None,
     *, form_data: str = "",
@@ -243,6 +246,7 @@ def start_sso(
     return HttpResponseRedirect(authorization.url)
 
 
+@sensitive_variables()
 def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     session_hash = _session_hash(request)
     if not session_hash:
@@ -278,6 +282,7 @@ def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     return record
 
 
+@sensitive_variables()
 def complete_callback(request: HttpRequest) -> HttpResponse:
     """The SSO's redirect back to us: exchange the code, store the token, hand it back."""
     record = _flow_for_callback(request)
@@ -341,6 +346,7 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
 # -- choosing one of your tokens ------------------------------------------------------------------
 
 
+@sensitive_variables()
 def render_selection(
     request: HttpRequest, kind: str, scopes: ScopesArg, tokens: list[Token],
     template_name: str = "esi_views/select_token.html", *, form_data: str = "",
@@ -388,6 +394,7 @@ def render_selection(
     return TemplateResponse(request, template_name, context)
 
 
+@sensitive_variables()
 def _selection_payload(request: HttpRequest) -> dict[str, str]:
     max_age = max(3600, esi_settings.CALLBACK_MAX_AGE)
     try:
@@ -404,6 +411,7 @@ def _selection_payload(request: HttpRequest) -> dict[str, str]:
     return payload
 
 
+@sensitive_variables()
 def complete_selection(request: HttpRequest) -> HttpResponse:
     """The POST of the selection page: hand the chosen token back, or go to the SSO."""
     user_id = _user_id(request)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections, router, transaction
 from django.db.models import Field
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import sso
 from .conf import esi_settings
@@ -144,6 +145,9 @@ class UnexpectedRefreshError(SSOError):
     """Refreshing failed in an unforeseen way (a bug, a cache that is down); token kept."""
 
 
+# sensitive_variables(): error reports hide the locals of these frames and of every
+# frame below them (authlib's included), which hold refresh and access tokens.
+@sensitive_variables()
 def _call_sso(token: Token) -> sso.TokenResponse | SSOError:
     try:
         # Inside the try: reading the refresh token decrypts it, and that can fail too.
@@ -206,6 +210,7 @@ def refresh_tokens(
     return report
 
 
+@sensitive_variables()
 def _refresh(
     ids: list[int], *, force: bool, skip_locked: bool, delete_dead: bool = True
 ) -> RefreshReport:
@@ -268,6 +273,7 @@ def _column(model_field: Field[Any, Any]) -> str:
     return model_field.column
 
 
+@sensitive_variables()
 def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
     """One UPDATE run for every row (executemany).
 

@@ -16,13 +16,16 @@ from typing import Any
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
+from django.views.decorators.debug import sensitive_variables
 
 from .access_tokens import MAX_LIFETIME, AccessTokenClaims, sane_number, verify_access_token
 from .conf import esi_settings
 from .exceptions import (
+    EsiError,
     InvalidJWTError,
     MissingSettingError,
     OwnerChangedError,
+    SSOError,
     SSOInvalidAnswerError,
     SSOMalformedResponseError,
     SSORejectedError,
@@ -49,8 +52,8 @@ __all__ = [
 class AuthorizationRequest:
     """Where to send the user, and what to remember until they come back."""
 
-    url: str
-    state: str
+    url: str = field(repr=False)  # carries the state
+    state: str = field(repr=False)
     code_verifier: str = field(repr=False)
     scopes: frozenset[str]
 
@@ -75,6 +78,7 @@ def _callback_url() -> str:
     return esi_settings.SSO_CALLBACK_URL
 
 
+@sensitive_variables()
 def build_authorization_request(
     scopes: ScopesArg = None, *, state: str | None = None
 ) -> AuthorizationRequest:
@@ -91,6 +95,21 @@ def build_authorization_request(
     return AuthorizationRequest(url=url, state=state, code_verifier=verifier, scopes=requested)
 
 
+def fresh_error(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    """``error`` without the frames below the caller, to raise; ``cause`` chained frameless.
+
+    Those frames (authlib's, requests', joserfc's) hold codes, verifiers and tokens as
+    local variables, which error reports and trackers show, and no
+    ``sensitive_variables`` can mark code that is not ours. Raise the result outside
+    an ``except`` block, so that nothing is chained to it again.
+    """
+    error.__cause__ = fresh_error(cause) if cause is not None and cause is not error else None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error.with_traceback(None)
+
+
+@sensitive_variables()
 def _raise_for_token_answer(response: requests.Response) -> requests.Response:
     """authlib compliance hook: turn every unusable token answer into our error first."""
     body = json_answer(response, "token answer")
@@ -119,24 +138,30 @@ def _token_answer_problem(body: dict[str, Any]) -> str | None:
     return None
 
 
+@sensitive_variables()
 def _token_call(policy: RetryPolicy, call: str, **kwargs: Any) -> dict[str, Any]:
     session = get_session(policy)
     for hook in ("access_token_response", "refresh_token_response"):
         if _raise_for_token_answer not in session.compliance_hook[hook]:
             session.register_compliance_hook(hook, _raise_for_token_answer)
+    error: BaseException
     try:
         return dict(getattr(session, call)(esi_settings.SSO_TOKEN_URL, **kwargs))
+    except EsiError as exc:  # ours, raised by the compliance hook inside authlib's frames
+        error = exc
     except requests.RequestException as exc:
-        raise transport_error(exc) from exc
+        error = transport_error(exc)
     except OAuthError as exc:  # an "error" inside a 2xx answer
-        raise SSORejectedError(error=exc.error, description=exc.description) from exc
-    except (ValueError, TypeError) as exc:  # authlib choking on an answer we let through
-        raise SSOMalformedResponseError(f"The EVE SSO's token answer is unusable: {exc}") \
-            from exc
+        error = SSORejectedError(error=exc.error, description=exc.description)
+    except (ValueError, TypeError, OverflowError) as exc:  # authlib choking on an answer
+        error = SSOMalformedResponseError(
+            f"The EVE SSO's token answer is unusable ({type(exc).__name__}).")
     finally:
         session.token = None  # the per-thread session must not hold on to secrets
+    raise fresh_error(error)
 
 
+@sensitive_variables()
 def _token_response(answer: dict[str, Any]) -> TokenResponse:
     return TokenResponse(
         access_token=answer["access_token"],
@@ -145,6 +170,7 @@ def _token_response(answer: dict[str, Any]) -> TokenResponse:
     )
 
 
+@sensitive_variables()
 def exchange_code(code: str, code_verifier: str) -> TokenResponse:
     """Trade an authorization code for tokens. Sent once: a code is single use.
 
@@ -159,9 +185,14 @@ def exchange_code(code: str, code_verifier: str) -> TokenResponse:
         code_verifier=code_verifier,
         redirect_uri=_callback_url(),
     )
-    return _token_response(answer)
+    try:
+        return _token_response(answer)
+    except (InvalidJWTError, SSOError) as exc:
+        error = exc  # raised afresh below: the frames under it hold the tokens
+    raise fresh_error(error)
 
 
+@sensitive_variables()
 def refresh(
     refresh_token: str, *, scopes: ScopesArg = None, owner_hash: str | None = None
 ) -> TokenResponse:
@@ -181,24 +212,30 @@ def refresh(
     new_refresh_token = answer.get("refresh_token") or refresh_token
     # The SSO has answered: if it rotated the refresh token, the old one is gone, so
     # whatever goes wrong from here on must hand the new one back.
+    error: SSOTransientError | None = None
+    cause: BaseException | None = None
     try:
         response = _token_response({**answer, "refresh_token": new_refresh_token})
     except InvalidJWTError as exc:
-        raise SSOInvalidAnswerError(reason=exc.reason,
-                                    refresh_token=new_refresh_token) from exc
+        error = SSOInvalidAnswerError(reason=exc.reason, refresh_token=new_refresh_token)
+        cause = exc
     except SSOTransientError as exc:
         exc.refresh_token = new_refresh_token  # e.g. the JWKS could not be fetched
-        raise
+        error = exc
     except Exception as exc:
         logger.exception("Could not verify the EVE SSO's refresh answer")
-        raise SSOTransientError(f"Could not verify the EVE SSO's answer: {exc!r}",
-                                refresh_token=new_refresh_token) from exc
+        error = SSOTransientError(f"Could not verify the EVE SSO's answer: {exc!r}",
+                                  refresh_token=new_refresh_token)
+    if error is not None:
+        # Raised afresh: the frames below hold the new tokens as local variables.
+        raise fresh_error(error, cause)
     if owner_hash is not None and response.claims.owner_hash != owner_hash:
         raise OwnerChangedError(old_owner_hash=owner_hash,
                                 new_owner_hash=response.claims.owner_hash)
     return response
 
 
+@sensitive_variables()
 def revoke(refresh_token: str) -> None:
     """Revoke a refresh token at the SSO (and with it the access tokens it issued)."""
     session = get_session(RetryPolicy.IDEMPOTENT)
@@ -207,8 +244,9 @@ def revoke(refresh_token: str) -> None:
             esi_settings.SSO_REVOKE_URL, token=refresh_token, token_type_hint="refresh_token"
         )
     except requests.RequestException as exc:
-        raise transport_error(exc) from exc
-    error = status_error(response)
+        error = transport_error(exc)
+    else:
+        error = status_error(response)
     if error is not None:
-        raise error
+        raise fresh_error(error)
 

@@ -7,20 +7,45 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
+from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from . import flow
 from .scopes import ScopesArg
 
+# The SSO's one-time code, the OAuth state and our hand-back key.
+_SECRET_QUERY_PARAMETERS = ("code", "state", flow.FLOW_PARAM)
+
+
+def _hide_query_secrets(request: HttpRequest) -> None:
+    """Mask the code and state in the request before an unexpected error leaves the view.
+
+    Error reports show the request's URL and GET parameters, which Django's filter
+    does not cleanse (it only knows POST parameters and settings).
+    """
+    query = request.GET.copy()
+    found = [name for name in _SECRET_QUERY_PARAMETERS if name in query]
+    if not found:
+        return
+    for name in found:
+        query.setlist(name, [SafeExceptionReporterFilter.cleansed_substitute])
+    request.GET = query
+    request.META["QUERY_STRING"] = query.urlencode(safe="*")
+
 
 def _errors_as_pages(view: Callable[[HttpRequest], HttpResponse]):
     @functools.wraps(view)
+    @sensitive_variables()
     def wrapper(request: HttpRequest) -> HttpResponse:
         try:
             return view(request)
         except flow.FlowError as error:
             return flow.error_response(request, error)
+        except Exception:
+            _hide_query_secrets(request)
+            raise
 
     return wrapper
 
@@ -35,6 +60,7 @@ def callback(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @require_POST
+@sensitive_post_parameters()  # the signed flow payload and the chosen token id
 @_errors_as_pages
 def select(request: HttpRequest) -> HttpResponse:
     """The token selection form's target (CSRF-protected like any POST)."""

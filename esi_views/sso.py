@@ -239,6 +239,7 @@ def refresh(
 def revoke(refresh_token: str) -> None:
     """Revoke a refresh token at the SSO (and with it the access tokens it issued)."""
     session = get_session(RetryPolicy.IDEMPOTENT)
+    error: SSOError | None
     try:
         response = session.revoke_token(
             esi_settings.SSO_REVOKE_URL, token=refresh_token, token_type_hint="refresh_token"

@@ -31,7 +31,8 @@ def _hide_query_secrets(request: HttpRequest) -> None:
         return
     for name in found:
         query.setlist(name, [SafeExceptionReporterFilter.cleansed_substitute])
-    request.GET = query
+    query._mutable = False
+    request.GET = query  # type: ignore[assignment]
     request.META["QUERY_STRING"] = query.urlencode(safe="*")
 
 

@@ -86,6 +86,7 @@ class FakeESI:
         self._protocol = EsiProtocol(self)
         self.calls = self._protocol.calls
         self.spent = self._protocol.spent
+        self._keyset: tuple[dict, KeySet] | None = None
         self._server: _EsiServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -167,8 +168,10 @@ class FakeESI:
 
     def _keys(self) -> KeySet:
         document = self.sso.jwks if self.sso is not None else shared_keys().public_jwks()
-        # A JWKS document as the fake SSO serves it ({"keys": [...]}).
-        return KeySet.import_key_set(cast(KeySetSerialization, document))
+        cached = self._keyset
+        if cached is None or cached[0] != document:  # the SSO may rotate its keys
+            cached = self._keyset = (document, KeySet.import_key_set(cast(KeySetSerialization, document)))
+        return cached[1]
 
     def authorize(self, request: Request, route: FakeRoute,
                   values: dict[str, str]) -> tuple[str, tuple[int, str] | None]:

@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     with esi:
-        print(f"Fake ESI running at {esi.base_url} (tokens of the fake SSO's shared keys)",
-              flush=True)
-        print(f"Django settings:\n    ESI_API_URL = {esi.base_url!r}", flush=True)
-        try:
+        try:  # a SIGTERM may come as soon as the first line is out
+            print(f"Fake ESI running at {esi.base_url} (tokens of the fake SSO's shared keys)",
+                  flush=True)
+            print(f"Django settings:\n    ESI_API_URL = {esi.base_url!r}", flush=True)
             threading.Event().wait()
         except KeyboardInterrupt:
             print("Stopping.", flush=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -73,13 +75,20 @@ def test_error_limit_then_420(fake_esi_server):
 def test_cli_serves_until_terminated():
     process = subprocess.Popen(
         [sys.executable, "-m", "esi_views.testing.fake_esi", "--port", "0", "--quiet",
-         "--window", "2", "--limit", "10"], stdout=subprocess.PIPE, text=True)
+         "--window", "2", "--limit", "10"],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
     try:
         line = process.stdout.readline()
-        assert line.startswith("Fake ESI running at http://127.0.0.1:")
+        assert line.startswith("Fake ESI running at http://127.0.0.1:"), line
         url = line.split(" at ")[1].split()[0]
-        answer = requests.get(url + "/status", timeout=5)
+        answer = requests.get(url + "/status", timeout=30)
         assert answer.status_code == 200 and answer.headers["X-Ratelimit-Limit"] == "10/2s"
     finally:
         process.terminate()
-        assert process.wait(10) == 0
+        code = process.wait(timeout=30)
+        errors = process.stderr.read()
+        process.stdout.close()
+        process.stderr.close()
+    assert code == 0, errors

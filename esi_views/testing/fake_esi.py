@@ -170,7 +170,8 @@ class FakeESI:
         document = self.sso.jwks if self.sso is not None else shared_keys().public_jwks()
         cached = self._keyset
         if cached is None or cached[0] != document:  # the SSO may rotate its keys
-            cached = self._keyset = (document, KeySet.import_key_set(cast(KeySetSerialization, document)))
+            keys = KeySet.import_key_set(cast(KeySetSerialization, document))
+            cached = self._keyset = (document, keys)
         return cached[1]
 
     def authorize(self, request: Request, route: FakeRoute,

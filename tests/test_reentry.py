@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils.crypto import get_random_string
 
 from esi_views.models import CallbackRedirect
-from tests.browserless import to_sso_and_back
+from tests.browserless import client_for, to_sso_and_back
 from tests.views_app import SCOPES
 
 pytestmark = pytest.mark.django_db
@@ -22,9 +22,15 @@ EXPECTED = {"fleet_name": ["Secret Fleet"], "member": ["a", "b"], "motd": ["Ã¼nÃ
 
 
 @pytest.fixture
-def browser():
-    """A client that enforces CSRF like a browser-facing site."""
-    return Client(enforce_csrf_checks=True)
+def form():
+    """Which views; tests that parametrize ``form`` override this."""
+    return "decorator"
+
+
+@pytest.fixture
+def browser(form):
+    """A client that enforces CSRF like a browser-facing site (AsyncClient for async views)."""
+    return client_for(form, enforce_csrf_checks=True)
 
 
 @pytest.fixture
@@ -86,10 +92,9 @@ def page_key(response) -> str:
     return response["Location"].split("esi_flow=")[1]
 
 
-@pytest.mark.parametrize(("form", "name"), [("mixin", "token"), ("decorator", "tokens"),
-                                            ("decorator", "single_use"),
-                                            ("async_mixin", "tokens"),
-                                            ("async_decorator", "single_use")])
+@pytest.mark.parametrize(("form", "name"), [
+    ("mixin", "token"), ("decorator", "tokens"), ("decorator", "single_use"),
+    ("async_mixin", "tokens"), ("async_decorator", "token"), ("async_mixin", "single_use")])
 def test_after_the_sso_round_trip(browser, pilot, fake_sso, form, name):
     to_sso = _post(browser, _url(form, name), FIELDS)
     assert to_sso.status_code == 302 and "Secret" not in to_sso["Location"]

@@ -1,7 +1,7 @@
 """The two answers esi_drf adds to DRF's: "get a token first" (403) and "SSO down" (503).
 
 The 403 is JSON a client can act on without parsing prose: the scopes it lacks and a
-URL that starts the EVE SSO for exactly those scopes (``esi_views.flow.login_url``),
+URL that starts the EVE SSO for exactly those scopes (``esi_views.links.login_url``),
 returning to the page that made the API call. Never a redirect: an API client that
 followed one would land on the SSO's HTML login page.
 """
@@ -14,6 +14,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.request import Request
 
+from esi_views import links
 from esi_views.exceptions import EsiError
 from esi_views.scopes import ScopesArg, normalize_scopes
 
@@ -37,17 +38,15 @@ def token_required_detail(
     """The body of the 403: ``detail``, ``code``, ``required_scopes`` and ``login_url``.
 
     ``login_url`` comes back to the Referer only when it is on this site
-    (``flow.safe_return_url``), so the answer cannot be used as an open redirect.
+    (``links.safe_return_url``), so the answer cannot be used as an open redirect.
     """
-    from esi_views import flow  # here: keeps esi_drf.authentication free of model imports
-
     names = sorted(normalize_scopes(scopes))
-    next_url = flow.safe_return_url(request, request.META.get("HTTP_REFERER"))
+    next_url = links.safe_return_url(request, request.META.get("HTTP_REFERER"))
     return {
         "detail": detail or DEFAULT_DETAIL,
         "code": code,
         "required_scopes": names,
-        "login_url": flow.login_url(names, next_url),
+        "login_url": links.login_url(names, next_url),
     }
 
 

@@ -15,8 +15,8 @@ depends on how the request was authenticated:
   holds the scopes. ``request.esi_token`` is then ``request.auth`` (an
   ``EveAccessToken``; ``valid_access_token()`` works on both kinds).
 - anything else (e.g. a session): the user's stored tokens, through
-  ``esi_views.flow.user_tokens``, the same lookup the mixins use. The client may name
-  a character in the ``X-ESI-Character-ID`` header; otherwise the most recently
+  ``Token.objects.for_user(...).valid_tokens()``, the lookup the mixins use. The client
+  may name a character in the ``X-ESI-Character-ID`` header; otherwise the most recently
   refreshed token wins.
 
 A refusal is a 403 whose JSON says which scopes are missing and where to get them
@@ -32,7 +32,7 @@ from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from esi_views import flow
+from esi_views.models import Token
 from esi_views.scopes import ScopesArg, normalize_scopes
 
 from .authentication import EveAccessToken
@@ -73,15 +73,13 @@ def _normalized(owner: str, scopes: Any) -> frozenset[str]:
 
 
 def _stored_tokens(request: Request, scopes: frozenset[str], character_id: int | None) -> Any:
-    tokens = flow.user_tokens(request.user, scopes, character_id=character_id)
-    failures = getattr(tokens, "refresh_failures", [])  # none() has none
-    if not tokens and failures:
+    found = Token.objects.for_user(request.user, scopes, character_id=character_id).valid_tokens()
+    if found.sso_unavailable:
         # The user has tokens, but the SSO could not renew any now: "get a token" would
         # be wrong advice, "try again" is right.
-        wait = max(error.retry_after or 0 for error in failures) or None
         raise SSOUnavailable("The EVE SSO could not be reached to renew your token. "
-                             "Try again shortly.", wait=wait)
-    return tokens
+                             "Try again shortly.", wait=found.retry_after)
+    return found.tokens
 
 
 class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
@@ -166,7 +164,7 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
 
     def _from_stored_tokens(self, request: Request, scopes: frozenset[str],
                             character_id: int | None) -> Any:
-        # user_tokens only ever returns this user's tokens, so a header naming someone
+        # for_user only ever returns this user's tokens, so a header naming someone
         # else's character simply finds nothing.
         tokens = _stored_tokens(request, scopes, character_id)
         return tokens[:1]

@@ -19,7 +19,7 @@ from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
-from . import accounts, flow
+from . import accounts, flow, links
 from .conf import esi_settings
 from .models import Scope
 
@@ -47,7 +47,7 @@ class LogoutView(View):
     def post(self, request: HttpRequest) -> HttpResponse:
         auth.logout(request)
         next_url = request.POST.get("next") or request.GET.get("next")
-        target = flow.safe_return_url(request, next_url) if next_url else None
+        target = links.safe_return_url(request, next_url) if next_url else None
         return HttpResponseRedirect(target or default_redirect("LOGOUT_REDIRECT_URL"))
 
 
@@ -78,7 +78,7 @@ class CharactersView(LoginRequiredMixin, TemplateView):
             rows.append({
                 "character_id": row.character_id,
                 "name": row.name,
-                "portrait": flow.portrait_url(row.character_id),
+                "portrait": links.portrait_url(row.character_id),
                 "scopes": row.sorted_scopes,
                 "usable": row.usable,
                 "is_main": row.is_main,
@@ -86,7 +86,7 @@ class CharactersView(LoginRequiredMixin, TemplateView):
             })
         return super().get_context_data(
             characters=rows,
-            add_url=flow.login_url("", here),
+            add_url=links.login_url("", here),
             login_url=reverse("esi_views:login"),
             next=here,
             **kwargs,

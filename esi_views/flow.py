@@ -17,7 +17,6 @@ import logging
 import math
 import re
 from datetime import timedelta
-from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from django.contrib.auth.models import AnonymousUser
@@ -27,7 +26,6 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, get_random_string, salted_hmac
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_variables
 
 from . import logins, sso
@@ -41,7 +39,8 @@ from .exceptions import (
     SSOTransientError,
     TokenDeadError,
 )
-from .models import CallbackRedirect, Token, TokenQuerySet, hash_session_key
+from .links import portrait_url, safe_return_url
+from .models import CallbackRedirect, Token, hash_session_key
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
 
 logger = logging.getLogger(__name__)
@@ -102,15 +101,6 @@ def _selection_binding(session_key: str | None) -> str:
     return salted_hmac(_SELECTION_SESSION_SALT, session_key, algorithm="sha256").hexdigest()
 
 
-def safe_return_url(request: HttpRequest, url: str | None) -> str:
-    """``url`` if it stays on this site, else ``/``."""
-    if url and url.isprintable() and url_has_allowed_host_and_scheme(
-        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return url
-    return "/"
-
-
 def _without_flow_param(url: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != FLOW_PARAM]
@@ -131,42 +121,6 @@ def _fresh(queryset):
 def _user_id(request: HttpRequest) -> int | None:
     user = getattr(request, "user", AnonymousUser())
     return user.pk if user.is_authenticated else None
-
-
-# -- what a user has ----------------------------------------------------------------------------
-
-
-def user_tokens(
-    user: Any, scopes: ScopesArg, *, character_id: int | None = None,
-    with_scopes: bool = False,
-) -> TokenQuerySet:
-    """The user's valid tokens with these scopes, most recently refreshed first.
-
-    Expired ones are refreshed first; the result is already evaluated (with each
-    token's scopes prefetched if ``with_scopes``), and its ``refresh_failures`` lists
-    the transient errors of tokens left out for them.
-    """
-    if user is None or not user.is_authenticated:
-        return Token.objects.none()
-    tokens = Token.objects.filter(user=user)
-    if character_id is not None:
-        tokens = tokens.filter(character_id=character_id)
-    if with_scopes:
-        tokens = tokens.prefetch_related("scopes")
-    return tokens.require_scopes(scopes).order_by("-updated", "-pk").require_valid()
-
-
-def selectable_tokens(user: Any, scopes: ScopesArg) -> list[Token]:
-    """One valid token per character (the most recently refreshed), scopes prefetched."""
-    tokens = user_tokens(user, scopes, with_scopes=True)
-    by_character: dict[int, Token] = {}
-    for token in tokens:
-        by_character.setdefault(token.character_id, token)
-    return sorted(by_character.values(), key=lambda t: t.character_name.lower())
-
-
-def portrait_url(character_id: int, size: int = 64) -> str:
-    return esi_settings.CHARACTER_PORTRAIT_URL.format(character_id=character_id, size=size)
 
 
 # -- hand-back ------------------------------------------------------------------------------
@@ -463,15 +417,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(_with_flow_param(return_url, record.state))
 
 
-# -- a login link (esi_drf's login_url, "add a character" links) -----------------------------
-
-
-def login_url(scopes: ScopesArg, next_url: str = "/") -> str:
-    """A URL that starts an SSO flow for ``scopes`` and comes back to ``next_url``."""
-    query = {"next": next_url}
-    if normalize_scopes(scopes):
-        query["scopes"] = scopes_to_string(scopes)
-    return f"{reverse('esi_views:login')}?{urlencode(query)}"
+# -- a login link (esi_views:login; the URLs themselves: esi_views.links) ---------------------
 
 
 def start_login(request: HttpRequest) -> HttpResponse:

@@ -176,7 +176,7 @@ class TokenRequiredMixin(BaseTokenMixin):
             self.token = token
             return None
         if not self.get_new_token() and request.user.is_authenticated:
-            tokens = flow.selectable_tokens(request.user, scopes)
+            tokens = Token.objects.selectable_by(request.user, scopes)
             if tokens:
                 return self.render_token_selection(tokens)
         return self.handle_no_token()
@@ -207,7 +207,7 @@ class TokensRequiredMixin(BaseTokenMixin):
         if not request.user.is_authenticated:
             return self.handle_no_token()
         if not self.get_new_token():
-            tokens = flow.user_tokens(request.user, scopes)
+            tokens = Token.objects.usable_by(request.user, scopes)
             if tokens:  # evaluates once; the view then reads the cached rows
                 self.tokens = tokens
                 return None

@@ -10,9 +10,12 @@ from django.db import models
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from . import sso
 from .conf import esi_settings
+from .exceptions import TokenDeadError
 from .fields import EncryptedTextField
 from .querysets import TokenQuerySet
+from .refresh import refresh_tokens
 from .scopes import ScopesArg
 
 if TYPE_CHECKING:
@@ -114,8 +117,6 @@ class Token(models.Model):
         Raises ``TokenDeadError`` (a ``TokenInvalidError``; the token is then deleted) or,
         when the SSO is down, ``SSOTransientError`` (an ``SSOUnavailableError``).
         """
-        from .refresh import refresh_tokens
-
         if self.expired:
             refresh_tokens([self]).raise_for(self)
         return self.access_token
@@ -132,8 +133,6 @@ class Token(models.Model):
 
     def refresh(self) -> None:
         """Refresh now (under the per-token lock). Dead tokens are deleted, then raised."""
-        from .refresh import refresh_tokens
-
         refresh_tokens([self], force=True).raise_for(self)
 
     def refresh_or_delete(self) -> bool:
@@ -141,8 +140,6 @@ class Token(models.Model):
 
         A transient failure keeps the token and raises ``SSOTransientError``.
         """
-        from .exceptions import TokenDeadError
-
         try:
             self.refresh()
         except TokenDeadError:
@@ -162,8 +159,6 @@ class Token(models.Model):
 
     def revoke(self) -> None:
         """Revoke the refresh token at the SSO and delete this token."""
-        from . import sso
-
         if self.refresh_token:
             sso.revoke(self.refresh_token)
         self.delete()

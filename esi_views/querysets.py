@@ -1,11 +1,15 @@
-"""TokenQuerySet: selecting tokens by scope and validity, and storing new ones.
+"""TokenQuerySet: selecting tokens by scope, owner and validity, and storing new ones.
 
 Scope filters are one subquery each (no joins on the outer query, no GROUP BY), so
 they chain with any other filter and cost no extra queries.
+
+Imports: models.py imports this module (``Token.objects`` is built from it), so this
+module never imports models.py; it reaches the models through ``self.model``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,21 +17,80 @@ from django.db import models, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from . import sso
 from .conf import esi_settings
+from .exceptions import SSOTransientError
+from .refresh import RefreshReport, refresh_tokens
 from .scopes import ScopesArg, normalize_scopes
 
 if TYPE_CHECKING:
-    from .exceptions import SSOTransientError
     from .models import Token
-    from .sso import TokenResponse
+
+
+@dataclass(frozen=True)
+class ValidTokens:
+    """What ``TokenQuerySet.valid_tokens()`` found: the usable tokens, and the refresh report
+    of the expired ones (why some were left out)."""
+
+    tokens: TokenQuerySet  # evaluated: iterating it runs no query
+    report: RefreshReport = field(default_factory=RefreshReport)
+
+    @property
+    def unavailable(self) -> list[SSOTransientError]:
+        """Errors of tokens left out only because the SSO could not renew them now."""
+        return [error for _, error in self.report.transient]
+
+    @property
+    def sso_unavailable(self) -> bool:
+        """No usable token, but some exist that the SSO could not renew: "try again later",
+        not "get a token"."""
+        return not self.tokens and bool(self.unavailable)
+
+    @property
+    def retry_after(self) -> float | None:
+        """The longest ``Retry-After`` the SSO asked for, if any."""
+        return max((error.retry_after or 0 for error in self.unavailable), default=0) or None
+
+    def raise_if_unavailable(self) -> None:
+        """Raise the first such ``SSOTransientError`` (an ``SSOUnavailableError``) when
+        ``sso_unavailable``."""
+        if self.sso_unavailable:
+            raise self.unavailable[0]
 
 
 class TokenQuerySet(models.QuerySet["Token"]):
-    # Set on require_valid()'s result: why some tokens are missing from it.
-    refresh_failures: list[SSOTransientError]
-
     def _scope_links(self) -> models.QuerySet[Any]:
         return self.model.scopes.through.objects.all()
+
+    # -- a user's tokens (what the mixins, the decorators and esi_drf hand out) --------
+
+    def for_user(self, user: Any, scopes: ScopesArg = "", *,
+                 character_id: int | None = None) -> TokenQuerySet:
+        """This user's tokens with these scopes, most recently refreshed first; not yet
+        checked for validity (chain ``require_valid()`` or ``valid_tokens()``).
+
+        Anonymous users (and ``None``) have none: tokens without a user are never listed.
+        """
+        if user is None or not user.is_authenticated:
+            return self.none()
+        tokens = self.filter(user=user)
+        if character_id is not None:
+            tokens = tokens.filter(character_id=character_id)
+        return tokens.require_scopes(scopes).order_by("-updated", "-pk")
+
+    def usable_by(self, user: Any, scopes: ScopesArg = "", *,
+                  character_id: int | None = None) -> TokenQuerySet:
+        """``for_user(...).require_valid()``: evaluated, expired ones refreshed first."""
+        return self.for_user(user, scopes, character_id=character_id).require_valid()
+
+    def selectable_by(self, user: Any, scopes: ScopesArg = "") -> list[Token]:
+        """What the selection page lists: one valid token per character (the most recently
+        refreshed), sorted by name, scopes prefetched."""
+        tokens = self.for_user(user, scopes).prefetch_related("scopes").require_valid()
+        by_character: dict[int, Token] = {}
+        for token in tokens:
+            by_character.setdefault(token.character_id, token)
+        return sorted(by_character.values(), key=lambda t: t.character_name.lower())
 
     def require_scopes(self, scopes: ScopesArg) -> TokenQuerySet:
         """Tokens that carry at least these scopes. No scopes (``""``) means all tokens."""
@@ -82,60 +145,56 @@ class TokenQuerySet(models.QuerySet["Token"]):
 
         Dead tokens are deleted; tokens whose refresh failed transiently are kept in the
         database but left out of the result. Evaluates this queryset once; the result
-        comes already evaluated (same order, same prefetched relations).
+        comes already evaluated (same order, same prefetched relations). Why tokens were
+        left out: ``valid_tokens()``, which returns the refresh report with the result.
 
         ``raise_if_unavailable=True``: when no token is left and at least one was left out
         only because the SSO is down, raise that ``SSOTransientError`` (an
         ``SSOUnavailableError``) instead of answering "none", so "no usable token" and
         "SSO down" can be told apart even through ``.first()``.
         """
-        from .refresh import refresh_tokens
+        found = self.valid_tokens()
+        if raise_if_unavailable:
+            found.raise_if_unavailable()
+        return found.tokens
 
-        tokens = list(self)
-        expired = [t for t in tokens if t.expired]
-        transient: list[SSOTransientError] = []
-        if expired:
-            report = refresh_tokens(expired)
-            transient = [error for _, error in report.transient]
-            refreshed = {t.pk: t for t in report.usable}
-            for token in expired:
-                if token.pk in refreshed:
-                    report.raise_for(token)  # copies the new values onto our instance
-            tokens = [t for t in tokens if not t.expired or t.pk in refreshed]
-        if raise_if_unavailable and transient and not tokens:
-            raise transient[0]
-        result = self.filter(pk__in=[t.pk for t in tokens])
-        # Hand back the rows we already hold (and their prefetched relations) instead of
-        # querying again; any further filtering on the result queries as usual.
-        result._result_cache = tokens
-        result._prefetch_done = True  # type: ignore[attr-defined]  # internal, not in the stubs
-        # Why some tokens are missing, for callers that answer differently when the SSO
-        # is down (esi_drf's 503); not carried over to querysets derived from this one.
-        result.refresh_failures = transient
-        return result
+    def valid_tokens(self) -> ValidTokens:
+        """``require_valid()``'s result together with the refresh report of the expired ones."""
+        result = self.all()
+        tokens = list(result)  # evaluates ``result`` (and its prefetches) once
+        expired = [token for token in tokens if token.expired]
+        if not expired:
+            return ValidTokens(result)
+        report = refresh_tokens(expired)
+        usable = {token.pk for token in report.usable}
+        for token in expired:
+            if token.pk in usable:
+                report.raise_for(token)  # new values onto the very rows ``result`` holds
+        left_out = [token.pk for token in expired if token.pk not in usable]
+        if left_out:
+            # An evaluated queryset cannot drop rows: ask again without them. Only when a
+            # refresh failed, so the common case stays one evaluation.
+            result = self.exclude(pk__in=left_out)
+            len(result)
+        return ValidTokens(result, report)
 
     def bulk_refresh(self) -> TokenQuerySet:
         """Refresh every token now; returns those refreshed. Dead ones are deleted."""
-        from .refresh import refresh_tokens
-
         report = refresh_tokens(list(self), force=True)
         return self.filter(pk__in=[t.pk for t in report.refreshed])
 
     def create_from_code(self, code: str, code_verifier: str, user: Any = None) -> Token:
         """Exchange an authorization code and store the token."""
-        from . import sso
-
         return self.create_from_response(sso.exchange_code(code, code_verifier), user=user)
 
     @transaction.atomic
-    def create_from_response(self, response: TokenResponse, user: Any = None) -> Token:
+    def create_from_response(self, response: sso.TokenResponse, user: Any = None) -> Token:
         """Store a verified token answer, merging it into an equivalent token if one exists.
 
         Tokens of the same character under another owner hash are deleted: the
         character changed hands and they can no longer be used.
         """
-        from .models import Scope
-
+        Scope = self.model._meta.get_field("scopes").related_model
         claims = response.claims
         self.filter(character_id=claims.character_id).exclude(
             character_owner_hash=claims.owner_hash

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from django.apps import apps
 from django.db import connections, router, transaction
 from django.db.models import Field
 from django.utils import timezone
@@ -53,6 +54,13 @@ if TYPE_CHECKING:
     from .models import Token
 
 logger = logging.getLogger(__name__)
+
+
+def _token_model() -> type[Token]:
+    # From the app registry, not an import: models.py -> querysets.py -> this module, so
+    # importing models here would close a cycle.
+    return apps.get_model("esi_views", "Token")
+
 
 __all__ = ["NoRefreshTokenError", "RefreshReport", "TokenGoneError", "refresh_tokens"]
 
@@ -214,13 +222,12 @@ def refresh_tokens(
 def _refresh(
     ids: list[int], *, force: bool, skip_locked: bool, delete_dead: bool = True
 ) -> RefreshReport:
-    from .models import Token
-
+    token_model = _token_model()
     report = RefreshReport()
     config_error: SSOConfigurationError | None = None
-    database = router.db_for_write(Token)
+    database = router.db_for_write(token_model)
     with _process_locks(ids, skip_locked) as held, transaction.atomic(using=database):
-        rows = Token.objects.select_for_update(skip_locked=skip_locked and _can_skip_locked())
+        rows = token_model.objects.select_for_update(skip_locked=skip_locked and _can_skip_locked())
         locked = list(rows.filter(pk__in=sorted(held)).order_by("pk"))
         if skip_locked:
             got = {token.pk for token in locked}
@@ -280,17 +287,16 @@ def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
     Django's bulk_update builds a CASE expression per row and field, which costs more
     CPU than the refresh itself; this is the same write, prepared by the fields.
     """
-    from .models import Token
-
+    token_model = _token_model()
     if not tokens:
         return
-    model_fields = [_concrete_field(Token, name) for name in fields]
-    connection = connections[router.db_for_write(Token)]
+    model_fields = [_concrete_field(token_model, name) for name in fields]
+    connection = connections[router.db_for_write(token_model)]
     quote = connection.ops.quote_name
     sql = (
-        f"UPDATE {quote(Token._meta.db_table)} SET "  # noqa: S608 - quoted model identifiers
+        f"UPDATE {quote(token_model._meta.db_table)} SET "  # noqa: S608 - quoted model identifiers
         + ", ".join(f"{quote(_column(field))} = %s" for field in model_fields)
-        + f" WHERE {quote(_column(Token._meta.pk))} = %s"
+        + f" WHERE {quote(_column(token_model._meta.pk))} = %s"
     )
     rows = [
         [field.get_db_prep_save(field.pre_save(token, False), connection)
@@ -302,10 +308,9 @@ def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
 
 
 def _delete_dead(report: RefreshReport) -> None:
-    from .models import Token
-
+    token_model = _token_model()
     if report.dead:
-        Token.objects.filter(pk__in=[token.pk for token, _ in report.dead]).delete()
+        token_model.objects.filter(pk__in=[token.pk for token, _ in report.dead]).delete()
 
 
 def _refresh_detached(ids: list[int], force: bool) -> RefreshReport:
@@ -320,26 +325,20 @@ def _detached_pool() -> ThreadPoolExecutor:
 
 
 def _inside_a_transaction() -> bool:
-    from .models import Token
-
-    connection = connections[router.db_for_write(Token)]
+    connection = connections[router.db_for_write(_token_model())]
     # Only where rows can be skipped when locked: otherwise the separate connection
     # could wait forever for a row lock the caller's own transaction holds.
     return connection.in_atomic_block and _can_skip_locked()
 
 
 def _has_row_locks() -> bool:
-    from .models import Token
-
-    return bool(connections[router.db_for_write(Token)].features.has_select_for_update)
+    return bool(connections[router.db_for_write(_token_model())].features.has_select_for_update)
 
 
 def _can_skip_locked() -> bool:
     # Backends without SELECT ... FOR UPDATE (SQLite) ignore the lock entirely; the
     # in-process stripes are what is skipped there.
-    from .models import Token
-
-    features = connections[router.db_for_write(Token)].features
+    features = connections[router.db_for_write(_token_model())].features
     return bool(features.has_select_for_update and features.has_select_for_update_skip_locked)
 
 

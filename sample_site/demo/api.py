@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from esi_drf.authentication import EveAccessToken
 from esi_drf.permissions import HasESIToken, HasESITokens
 from esi_views.accounts import merge_tokens
-from esi_views.flow import portrait_url
+from esi_views.links import portrait_url
 
 WALLET_SCOPE = "esi-wallet.read_character_wallet.v1"
 

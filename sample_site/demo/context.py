@@ -1,7 +1,7 @@
 from django.conf import settings
 
 from esi_views.accounts import main_character
-from esi_views.flow import login_url, portrait_url
+from esi_views.links import login_url, portrait_url
 
 from .scopes import CHARACTER_SCOPES
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from esi_views.access_tokens import verify_access_token
 from esi_views.exceptions import EsiError
-from esi_views.flow import portrait_url
+from esi_views.links import portrait_url
 from esi_views.models import Token
 
 # Claims worth showing, in this order; the signature and the token are never shown.

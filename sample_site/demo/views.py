@@ -21,7 +21,7 @@ from django.views.generic import TemplateView
 
 from esi_views.accounts import merge_tokens
 from esi_views.decorators import token_required
-from esi_views.flow import portrait_url
+from esi_views.links import portrait_url
 from esi_views.mixins import SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
 from esi_views.models import Token
 from esi_views.ratelimit import parse_rate

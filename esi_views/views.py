@@ -12,7 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
-from . import flow
+from . import flow, links
 from .scopes import ScopesArg
 
 # The SSO's one-time code, the OAuth state and our hand-back key.
@@ -79,7 +79,7 @@ def sso_redirect(
     next_url = resolve_url(return_to) if return_to else request.get_full_path()
     try:
         return flow.start_sso(request, flow.Kind.LOGIN, scopes or "",
-                              flow.safe_return_url(request, next_url))
+                              links.safe_return_url(request, next_url))
     except flow.FlowError as error:
         return flow.error_response(request, error)
 

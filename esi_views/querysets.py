@@ -194,7 +194,6 @@ class TokenQuerySet(models.QuerySet["Token"]):
         Tokens of the same character under another owner hash are deleted: the
         character changed hands and they can no longer be used.
         """
-        Scope = self.model._meta.get_field("scopes").related_model
         claims = response.claims
         self.filter(character_id=claims.character_id).exclude(
             character_owner_hash=claims.owner_hash
@@ -228,8 +227,9 @@ class TokenQuerySet(models.QuerySet["Token"]):
             **fields,
         )
         if claims.scopes:
-            Scope.objects.bulk_create(
-                [Scope(name=name) for name in claims.scopes], ignore_conflicts=True
+            scope_model = token.scopes.model  # Scope, without importing models (see above)
+            scope_model.objects.bulk_create(
+                [scope_model(name=name) for name in claims.scopes], ignore_conflicts=True
             )
-            token.scopes.set(Scope.objects.filter(name__in=claims.scopes))
+            token.scopes.set(scope_model.objects.filter(name__in=claims.scopes))
         return token

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -66,15 +67,17 @@ class _LastStatus:
     def __init__(self, size: int = 2048) -> None:
         self._items: OrderedDict[str, int] = OrderedDict()
         self._size = size
+        self._lock = threading.Lock()  # sessions are shared by threads
 
     def failed(self, url: str) -> bool:
         return self._items.get(url, 200) >= 400
 
     def note(self, url: str, status: int) -> None:
-        self._items[url] = status
-        self._items.move_to_end(url)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[url] = status
+            self._items.move_to_end(url)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 _last_status = _LastStatus()

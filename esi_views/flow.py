@@ -289,6 +289,10 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
     owner = None if record.kind == Kind.SINGLE_USE else getattr(request, "user", None)
     owner = owner if owner is not None and owner.is_authenticated else None
     record.token = logins.store_token(request, record, answer, owner)
+    # The OAuth state travelled in the SSO's URLs: it is spent here, and the key that
+    # hands the token over (our redirect, the re-entry form) is a fresh one.
+    record.state = get_random_string(43)
+    record.save(update_fields=["state"])
     if record.kind == Kind.LOGIN:
         # Nothing picks a login's token up: the next page reads the account's tokens.
         return HttpResponseRedirect(safe_return_url(request, record.return_url))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -101,3 +102,23 @@ def test_the_migration_hashes_the_keys_already_stored():
     executor.migrate(executor.loader.graph.leaf_nodes("esi_views"))
     record = CallbackRedirect.objects.get(state="s" * 32)
     assert record.session_hash == hash_session_key("k" * 32)
+
+
+@pytest.mark.django_db
+def test_the_oauth_state_is_spent_at_the_callback_not_reused_as_the_hand_back_key(
+        client, fake_sso):
+    fake_sso.add_character(90003003, "State Pilot")
+    fake_sso.select_character(90003003)
+    start = client.get("/v/mixin/single_use/1/")
+    state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+    import requests
+
+    approved = requests.get(start["Location"], allow_redirects=False, timeout=10)
+    callback = approved.headers["Location"].split("testserver", 1)[1]
+    back = client.get(callback)
+    key = parse_qs(urlsplit(back["Location"]).query)["esi_flow"][0]
+    assert key != state and state not in back["Location"]
+    assert not CallbackRedirect.objects.filter(state=state).exists()
+    assert follow(client, back).json()["character"] == 90003003
+    replay = client.get(callback)
+    assert replay.status_code == 400  # the state is spent

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 
 from ..conf import esi_settings
 from ..deferral import is_deferring
@@ -219,6 +220,9 @@ class EsiSession:
                         budget, EsiRateLimitedError(retry_after=reservation.wait,
                                                     group=info.group if info else None))
 
+    # The access token and the Authorization header, here and in requests' frames below,
+    # stay out of error reports.
+    @sensitive_variables()
     def _attempt(self, route, url, params, body, *, last: bool) -> Answer | None:
         started = time.monotonic()
         key = cache.cache_key(url, params, self.character_id) if route.method == "GET" else None

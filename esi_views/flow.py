@@ -126,6 +126,7 @@ def _user_id(request: HttpRequest) -> int | None:
 # -- hand-back ------------------------------------------------------------------------------
 
 
+@sensitive_variables()  # the hand-back key and the session key
 def handed_back(
     request: HttpRequest, kind: str, scopes: ScopesArg
 ) -> tuple[Token, CallbackRedirect] | None:

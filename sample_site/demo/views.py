@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
@@ -107,6 +108,7 @@ def api_page(request):
 
 @login_required
 @require_POST
+@sensitive_variables()  # the bearer token, here and in requests' frames, in error reports
 def api_bearer(request):
     """Call /api/me/ from the server with one of your access tokens as the bearer token.
 

@@ -7,7 +7,10 @@ A token run, in order:
 
 1. Tokens without a user (single-use, anonymous login) older than
    ``ESI_SINGLE_USE_TOKEN_MAX_AGE`` are deleted: no view can be handed them any more.
-   Younger ones may belong to a flow in progress and are never touched.
+   Younger ones may belong to a flow in progress and are never touched. This step
+   looks at every token whatever the subset (and ``cleanup_callbackredirect`` runs it
+   too), so a user-less token is gone at the first run of any cleanup task after it
+   reached the age, not when its subset bucket comes round.
 2. Expired tokens (``expires_at <= now + ESI_TOKEN_REFRESH_MARGIN``) that have a user
    are read by keyset pagination on ``(expires_at, pk)``, oldest expiry first, a
    batch (``ESI_CLEANUP_BATCH_SIZE``) at a time, and handed to ``refresh_tokens(...,
@@ -20,7 +23,7 @@ A token run, in order:
    transient failures with no answer in between, or a ``Retry-After`` longer than
    ``ESI_CLEANUP_MAX_WAIT``, the run stops calling the SSO and reports the rest as skipped.
 
-The subset run (``fraction`` > 1) looks only at tokens with ``pk % fraction == bucket``;
+The subset run (``fraction`` > 1) refreshes only tokens with ``pk % fraction == bucket``;
 the bucket comes from a counter in the Django cache, so ``fraction`` runs visit every
 token exactly once whatever tokens are added or deleted in between.
 """
@@ -56,7 +59,9 @@ __all__ = [
     "cleanup_token",
     "cleanup_token_subset",
     "cleanup_tokens",
+    "delete_stale_single_use",
     "next_subset_bucket",
+    "stale_single_use",
 ]
 
 logger = logging.getLogger("esi_views.cleanup")
@@ -147,11 +152,31 @@ Progress = Callable[[CleanupReport], None]
 
 
 def cleanup_callbackredirect(max_age: int = 300) -> int:
-    """Delete SSO flows (``CallbackRedirect``) older than ``max_age`` seconds; the count."""
+    """Delete SSO flows (``CallbackRedirect``) older than ``max_age`` seconds; the count.
+
+    Stale user-less tokens go too (see ``delete_stale_single_use``): a site that
+    schedules only this task still keeps ``ESI_SINGLE_USE_TOKEN_MAX_AGE``'s promise.
+    """
     cutoff = timezone.now() - timedelta(seconds=max_age)
     deleted, _ = CallbackRedirect.objects.filter(created__lte=cutoff).delete()
-    logger.info("Callback redirect cleanup: deleted %d older than %d s", deleted, max_age)
+    tokens = delete_stale_single_use()
+    logger.info("Callback redirect cleanup: deleted %d older than %d s, and %d user-less "
+                "tokens past ESI_SINGLE_USE_TOKEN_MAX_AGE", deleted, max_age, tokens)
     return deleted
+
+
+def stale_single_use() -> QuerySet:
+    """User-less tokens older than ``ESI_SINGLE_USE_TOKEN_MAX_AGE``: none is ever handed out."""
+    cutoff = timezone.now() - timedelta(seconds=esi_settings.SINGLE_USE_TOKEN_MAX_AGE)
+    return Token.objects.filter(user__isnull=True, created__lte=cutoff)
+
+
+def delete_stale_single_use(batch_size: int | None = None) -> int:
+    """Delete every stale user-less token, whatever its subset bucket; the count."""
+    report = CleanupReport()
+    _delete_orphans(report, stale_single_use(),
+                    int(batch_size or esi_settings.CLEANUP_BATCH_SIZE), None)
+    return report.deleted[ORPHANED]
 
 
 # -- the subset counter --------------------------------------------------------------------
@@ -210,9 +235,10 @@ def cleanup_tokens(
     young_cutoff = now - timedelta(seconds=esi_settings.SINGLE_USE_TOKEN_MAX_AGE)
     expiry_cutoff = now + timedelta(seconds=esi_settings.TOKEN_REFRESH_MARGIN)
     bucketed = _bucket_filter(Token.objects.all(), fraction, bucket)
-    orphans = bucketed.filter(user__isnull=True, created__lte=young_cutoff)
+    # User-less tokens: all of them, whatever the bucket (their max age is a promise).
+    orphans = Token.objects.filter(user__isnull=True, created__lte=young_cutoff)
     expired = bucketed.filter(user__isnull=False, expires_at__lte=expiry_cutoff)
-    report.kept_young_single_use = bucketed.filter(
+    report.kept_young_single_use = Token.objects.filter(
         user__isnull=True, created__gt=young_cutoff, expires_at__lte=expiry_cutoff
     ).count()
     report.examined = bucketed.count()

@@ -137,3 +137,75 @@ def test_beat_schedule_can_be_imported_from_a_settings_module():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "esi_views.tasks.cleanup_token_subset" in done.stdout
+
+
+# -- a user-less token past ESI_SINGLE_USE_TOKEN_MAX_AGE goes at the next run of any task ------
+
+
+def _single_use_tokens(esi_token, user, count: int = 6):
+    """``count`` stale user-less tokens (pks in several subset buckets), a young one, a user's."""
+    stale = [esi_token(None, character_id=90002100 + n) for n in range(count)]
+    young = esi_token(None, character_id=90002199)
+    owned = esi_token(user, character_id=90002198)
+    Token.objects.filter(pk__in=[t.pk for t in [*stale, owned]]).update(
+        created=timezone.now() - timedelta(seconds=3600 + 5))
+    Token.objects.filter(pk=young.pk).update(created=timezone.now() - timedelta(seconds=3600 - 60))
+    return stale, young, owned
+
+
+RUNS = [
+    ("cleanup_token", {}),
+    *[("cleanup_token_subset", {"fraction": 48}) for _ in range(3)],  # buckets 0, 1, 2
+    ("cleanup_token_subset", {"fraction": 2}),
+    ("cleanup_callbackredirect", {}),
+    ("cleanup_callbackredirect", {"max_age": 10 ** 9}),  # even when no flow is old enough
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "kwargs"), RUNS)
+def test_any_task_deletes_every_stale_user_less_token(esi_token, user, fake_sso, settings,
+                                                      name, kwargs):
+    settings.ESI_SINGLE_USE_TOKEN_MAX_AGE = 3600
+    stale, young, owned = _single_use_tokens(esi_token, user)
+    # The subset runs' bucket holds none of the stale tokens, or only some of them.
+    assert len({t.pk % 48 for t in stale}) > 1
+    result = getattr(tasks, name).apply(kwargs=kwargs)
+    assert result.successful(), result.traceback
+    left = set(Token.objects.values_list("pk", flat=True))
+    assert left == {young.pk, owned.pk}
+    if name != "cleanup_callbackredirect":
+        assert result.get()["deleted"].get("single_use_old") == len(stale)
+
+
+@pytest.mark.django_db
+def test_a_subset_run_whose_bucket_holds_no_single_use_token_still_deletes_them(
+        esi_token, user, fake_sso):
+    from esi_views import cleanup
+
+    stale, young, _ = _single_use_tokens(esi_token, user, count=2)
+    empty = next(b for b in range(48) if b not in {t.pk % 48 for t in [*stale, young]})
+    report = cleanup.cleanup_token_subset(48, bucket=empty)
+    assert report.deleted["single_use_old"] == 2
+    assert report.kept_young_single_use == 0  # the young one is not expired: not counted
+    assert not Token.objects.filter(pk__in=[t.pk for t in stale]).exists()
+    assert Token.objects.filter(pk=young.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_user_less_token_is_kept_until_the_max_age_then_goes(esi_token, fake_sso, settings):
+    """The boundary, with a hostile max age of 0: 'immediately' still means created <= now."""
+    from esi_views import cleanup
+
+    token = esi_token(None)
+    settings.ESI_SINGLE_USE_TOKEN_MAX_AGE = 600
+    Token.objects.filter(pk=token.pk).update(created=timezone.now() - timedelta(seconds=590))
+    assert cleanup.delete_stale_single_use() == 0
+    assert tasks.cleanup_callbackredirect.apply().get() == 0
+    assert Token.objects.filter(pk=token.pk).exists()
+    Token.objects.filter(pk=token.pk).update(created=timezone.now() - timedelta(seconds=601))
+    assert cleanup.delete_stale_single_use() == 1
+    assert not Token.objects.exists()
+    settings.ESI_SINGLE_USE_TOKEN_MAX_AGE = 0
+    esi_token(None)
+    assert cleanup.delete_stale_single_use() == 1

@@ -53,6 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_MAX_AGE": 300,
     # Largest POST (urlencoded bytes) kept with a flow so the view is re-entered by POST.
     "REENTRY_MAX_BYTES": 16384,
+    # Open flows one session may hold (tabs in parallel); starting one more drops the oldest.
+    "MAX_FLOWS_PER_SESSION": 10,
     # Character portraits on the selection page; the fake SSO serves its own.
     "CHARACTER_PORTRAIT_URL": "https://images.evetech.net/characters/{character_id}/portrait?size={size}",
     "JWKS_DEFAULT_TTL": 300,

@@ -59,7 +59,9 @@ def _view_from_mixin(
         handler = handle_async if iscoroutinefunction(view_func) else handle
 
         # A function view answers every method itself; the class just passes them on.
-        methods = {name: handler for name in View.http_method_names}
+        # Except OPTIONS (a CORS preflight): it comes without a token, so the function,
+        # which expects one, is not called; Django's View.options() answers it.
+        methods = {name: handler for name in View.http_method_names if name != "options"}
         # A View subclass, built at runtime because its base mixin is a parameter.
         view_class = cast("type[View]", type(
             view_func.__name__,

@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare, get_random_string, salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
@@ -170,6 +171,46 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
     return found[0] if found else None
 
 
+# -- what a flow costs: which requests may start one, and how many one session keeps ---------
+
+# A browser starts a flow with a page load (GET) or a form (POST, CSRF-checked). HEAD
+# (crawlers, link checkers), OPTIONS (CORS preflights), TRACE and the rest never do:
+# they would write a session and a flow row for nothing.
+FLOW_METHODS = frozenset({"GET", "POST"})
+
+
+def may_start_flow(request: HttpRequest) -> bool:
+    return request.method in FLOW_METHODS
+
+
+def no_flow_response(request: HttpRequest) -> HttpResponse:
+    """The answer where a GET would start a flow but this method must not.
+
+    HEAD: an empty 200 (the page is there; a browser's GET will go to the EVE SSO).
+    Anything else: 405, allowing GET (and HEAD, OPTIONS, POST).
+    """
+    if request.method == "HEAD":
+        response = HttpResponse(status=200)
+    else:
+        response = HttpResponse(status=405)
+        response["Allow"] = "GET, HEAD, OPTIONS, POST"
+    add_never_cache_headers(response)
+    return response
+
+
+def _remember_flow(session_hash: str, **fields: Any) -> CallbackRedirect:
+    """Store a flow of this session; beyond ESI_MAX_FLOWS_PER_SESSION the oldest go."""
+    record = CallbackRedirect.objects.create(session_hash=session_hash, **fields)
+    keep = max(1, int(esi_settings.MAX_FLOWS_PER_SESSION))
+    older = list(
+        CallbackRedirect.objects.filter(session_hash=session_hash)
+        .order_by("-created", "-pk").values_list("pk", flat=True)[keep:]
+    )
+    if older:
+        CallbackRedirect.objects.filter(pk__in=older).delete()
+    return record
+
+
 # -- to the SSO and back -------------------------------------------------------------------
 
 
@@ -177,19 +218,22 @@ def handed_back_token(request: HttpRequest, kind: str, scopes: ScopesArg) -> Tok
 def start_sso(
     request: HttpRequest, kind: str, scopes: ScopesArg, return_url: str | None = None,
     *, form_data: str = "",
-) -> HttpResponseRedirect:
+) -> HttpResponse:
     """Remember a new flow for this session and send the browser to the EVE SSO.
 
     ``form_data`` (``reentry.capture()``): the view was reached by POST and is re-entered
-    by POST with these fields.
+    by POST with these fields. Only for a GET or POST; other methods get
+    ``no_flow_response()`` and write nothing.
     """
+    if not may_start_flow(request):
+        return no_flow_response(request)
     authorization = sso.build_authorization_request(scopes)
     return_url = _without_flow_param(return_url or request.get_full_path())
     session_hash = _session_hash(request, create=True)
     if session_hash is None:  # save() always sets a key; a session backend that did not
         raise FlowError(500, "Session unavailable", "This site could not start a session.")
-    CallbackRedirect.objects.create(
-        session_hash=session_hash,
+    _remember_flow(
+        session_hash,
         state=authorization.state,
         kind=kind,
         code_verifier=authorization.code_verifier,
@@ -327,8 +371,8 @@ def render_selection(
             raise FlowError(400, "Session missing",
                             "Your browser sent no session cookie. Enable cookies for this site "
                             "and try again.")
-        payload["p"] = CallbackRedirect.objects.create(
-            session_hash=session_hash, state=get_random_string(43), kind=kind,
+        payload["p"] = _remember_flow(
+            session_hash, state=get_random_string(43), kind=kind,
             requested_scopes=scopes_to_string(scopes),
             return_url=safe_return_url(request, payload["r"]),
             method="POST", form_data=form_data,
@@ -411,8 +455,8 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         kept.token = token
         kept.save(update_fields=["token"])
         return HttpResponseRedirect(_with_flow_param(return_url, kept.state))
-    record = CallbackRedirect.objects.create(
-        session_hash=session_hash,
+    record = _remember_flow(
+        session_hash,
         state=get_random_string(43),
         kind=kind,
         requested_scopes=scopes_to_string(scopes),

@@ -79,6 +79,9 @@ class BaseTokenMixin:
     # Where users log in first, as in Django's AccessMixin (None: settings.LOGIN_URL).
     login_url: ClassVar[str | Promise | None] = None
     redirect_field_name: ClassVar[str | None] = REDIRECT_FIELD_NAME
+    # Read by django.contrib.auth's LoginRequiredMiddleware (Django 5.1+) from the view
+    # function as_view() returns: False lets anonymous users through to this mixin.
+    login_required: ClassVar[bool] = True
     request: HttpRequest
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -126,7 +129,18 @@ class BaseTokenMixin:
             path = self.request.get_full_path()
         return redirect_to_login(path, resolved_login_url, self.get_redirect_field_name())
 
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        view = super().as_view(**initkwargs)  # type: ignore[misc]
+        if not cls.login_required:
+            view.login_required = False  # what django's login_not_required sets
+        return view
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if request.method == "OPTIONS":
+            # CORS preflights and the like go straight to the view (as in
+            # django-oauth-toolkit): no token, no flow, no session written.
+            return super().dispatch(request, *args, **kwargs)
         if getattr(self, "view_is_async", False):
             return self._dispatch_async(request, *args, **kwargs)
         response = self._token_or_response(request)
@@ -221,9 +235,14 @@ class TokensRequiredMixin(BaseTokenMixin):
 
 
 class SingleUseTokenMixin(BaseTokenMixin):
-    """A token for this view and this session only; no login needed: ``self.token``."""
+    """A token for this view and this session only; no login needed: ``self.token``.
+
+    Open to anonymous users even under ``LoginRequiredMiddleware``; set
+    ``login_required = True`` on the view to require a login there.
+    """
 
     kind = flow.Kind.SINGLE_USE
+    login_required = False
     token: Token
 
     def acquire_token(self, request: HttpRequest) -> HttpResponse | None:

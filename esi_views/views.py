@@ -1,16 +1,22 @@
-"""Our own endpoints: the SSO callback, the token selection POST, and a login link."""
+"""Our own endpoints: the SSO callback, the token selection POST, and a login link.
+
+All three are ``login_not_required`` (Django 5.1's ``LoginRequiredMiddleware`` would
+otherwise send the EVE login itself to the site's login page); each checks what it
+needs itself.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import flow, links
 from .scopes import ScopesArg
@@ -51,6 +57,7 @@ def _errors_as_pages(view: Callable[[HttpRequest], HttpResponse]):
     return wrapper
 
 
+@login_not_required
 @never_cache
 @require_GET
 @_errors_as_pages
@@ -59,6 +66,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     return flow.complete_callback(request)
 
 
+@login_not_required
 @never_cache
 @require_POST
 @sensitive_post_parameters()  # the signed flow payload and the chosen token id
@@ -84,9 +92,17 @@ def sso_redirect(
         return flow.error_response(request, error)
 
 
+@login_not_required
 @never_cache
-@require_GET
+@require_http_methods(["GET", "HEAD", "OPTIONS"])
 @_errors_as_pages
 def login(request: HttpRequest) -> HttpResponse:
-    """Start an SSO flow: ``?scopes=a+b&next=/somewhere/`` (next must stay on this site)."""
+    """Start an SSO flow: ``?scopes=a+b&next=/somewhere/`` (next must stay on this site).
+
+    HEAD and OPTIONS start nothing and write nothing (see ``flow.no_flow_response``).
+    """
+    if request.method == "OPTIONS":
+        response = HttpResponse()
+        response["Allow"] = "GET, HEAD, OPTIONS"
+        return response
     return flow.start_login(request)

@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from django.contrib.auth.models import AnonymousUser

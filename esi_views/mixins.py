@@ -140,7 +140,7 @@ class BaseTokenMixin:
         if request.method == "OPTIONS":
             # CORS preflights and the like go straight to the view (as in
             # django-oauth-toolkit): no token, no flow, no session written.
-            return super().dispatch(request, *args, **kwargs)
+            return cast(View, super()).dispatch(request, *args, **kwargs)
         if getattr(self, "view_is_async", False):
             return self._dispatch_async(request, *args, **kwargs)
         response = self._token_or_response(request)

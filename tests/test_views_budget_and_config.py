@@ -59,19 +59,35 @@ def client(form, hundred):
     return client
 
 
-def test_selection_page_for_100_tokens_costs_at_most_6_queries(client, form):
+def _tables(queries) -> list[str]:
+    """The table each query reads FROM, in order (quotes stripped)."""
+    found = []
+    for query in queries:
+        after = query["sql"].split(" FROM ", 1)[1].split()[0]
+        found.append(after.strip('"`'))
+    return found
+
+
+# Exactly what docs/views.md ("Query cost") and the README promise, not "at most".
+def test_selection_page_for_100_tokens_costs_exactly_4_queries(client, form):
     with CaptureQueriesContext(connection) as queries:
         page = client.get(f"/v/{form}/token/1/")
     assert page.status_code == 200
     assert page.content.decode().count('name="token"') == 100
-    assert len(queries) <= 6, "\n".join(q["sql"][:200] for q in queries)
+    sql = "\n".join(q["sql"][:200] for q in queries)
+    assert len(queries) == 4, sql
+    # session, user, the tokens with the scopes, their scopes
+    assert _tables(queries) == ["django_session", "auth_user", "esi_views_token",
+                                "esi_views_scope"], sql
 
 
-def test_tokens_required_for_100_tokens_costs_at_most_5_queries(client, form):
+def test_tokens_required_for_100_tokens_costs_exactly_3_queries(client, form):
     with CaptureQueriesContext(connection) as queries:
         response = client.get(f"/v/{form}/tokens/1/")
     assert len(response.json()["tokens"]) == 100
-    assert len(queries) <= 5, "\n".join(q["sql"][:200] for q in queries)
+    sql = "\n".join(q["sql"][:200] for q in queries)
+    assert len(queries) == 3, sql
+    assert _tables(queries) == ["django_session", "auth_user", "esi_views_token"], sql
 
 
 # -- misconfiguration ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-django-esi lint bench demo clean
+.PHONY: test test-django-esi lint bench demo clean dist
 
 # $(call install,EXTRAS): the venv if missing, then the package with those extras.
 define install
@@ -70,6 +70,12 @@ bench: $(BENCH_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The sdist and the wheel in dist/, checked by twine (metadata, README rendering).
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) $(DJESI_VENV) .pytest_cache build dist *.egg-info

@@ -1,7 +1,7 @@
 """Cleaning the database: finished SSO flows, and expired tokens refreshed or removed.
 
 Plain functions, usable without Celery: ``esi_views.tasks`` wraps them as Celery tasks
-and ``manage.py esi_cleanup`` calls them. See docs/tasks.md.
+and ``manage.py esi_cleanup`` calls them. See the package documentation, "Cleanup tasks".
 
 A token run, in order:
 

@@ -2,7 +2,7 @@
 
 ``esi_settings.SSO_TOKEN_URL`` reads ``ESI_SSO_TOKEN_URL``; values are cached and the
 cache is dropped on Django's ``setting_changed`` signal, so ``override_settings`` works.
-Every name here is listed in docs/settings.md.
+Every name here is listed under "Settings" in the package documentation.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "CLEANUP_MAX_WAIT": 30,
     # Django cache holding the subset task's run counter (must be shared by all workers).
     "CLEANUP_CACHE_ALIAS": "default",
-    # Calling ESI (esi_views.esi; docs/esi.md).
+    # Calling ESI (esi_views.esi).
     "API_URL": "https://esi.evetech.net",
     # Which API behaviour ESI gives us (X-Compatibility-Date); pinned, move it on purpose.
     "COMPATIBILITY_DATE": "2025-11-06",

@@ -139,7 +139,8 @@ class _SSOSession(OAuth2Session):
 def _build_session(policy: RetryPolicy) -> OAuth2Session:
     for name in ("SSO_CLIENT_ID", "SSO_CLIENT_SECRET"):
         if not getattr(esi_settings, name):
-            raise MissingSettingError(f"ESI_{name} is not set; see docs/settings.md.")
+            raise MissingSettingError(f"ESI_{name} is not set; see 'Settings' in the "
+                                      "django-esi-views documentation.")
     session = _SSOSession(
         client_id=esi_settings.SSO_CLIENT_ID,
         client_secret=esi_settings.SSO_CLIENT_SECRET,

@@ -122,7 +122,7 @@ class Token(models.Model):
         return self.access_token
 
     def esi(self) -> EsiSession:
-        """A session calling ESI as this token's character (see docs/esi.md).
+        """A session calling ESI as this token's character ("Calling ESI" in the package docs).
 
         The access token is renewed through ``valid_access_token()`` when it expires; a
         route needing a scope this token lacks is refused before any request.

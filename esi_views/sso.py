@@ -74,7 +74,8 @@ class TokenResponse:
 
 def _callback_url() -> str:
     if not esi_settings.SSO_CALLBACK_URL:
-        raise MissingSettingError("ESI_SSO_CALLBACK_URL is not set; see docs/settings.md.")
+        raise MissingSettingError("ESI_SSO_CALLBACK_URL is not set; see 'Settings' in the "
+                                  "django-esi-views documentation.")
     return esi_settings.SSO_CALLBACK_URL
 
 

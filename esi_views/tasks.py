@@ -1,6 +1,6 @@
 """Celery tasks: thin wrappers over ``esi_views.cleanup`` (the only module importing Celery).
 
-Schedule them with ``BEAT_SCHEDULE`` (see docs/tasks.md)::
+Schedule them with ``BEAT_SCHEDULE`` (see "Cleanup tasks" in the package documentation)::
 
     from esi_views.tasks import BEAT_SCHEDULE
     CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE}

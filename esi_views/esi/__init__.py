@@ -8,7 +8,7 @@
 Every call shares one budget per ESI bucket with every other thread and process
 (through Redis), answers from Django's cache while ESI says the data is fresh, and
 raises ``EsiRateLimitedError`` / ``EsiErrorLimitedError`` when it cannot go out soon
-enough. See docs/esi.md.
+enough. See the package documentation, "Calling ESI".
 """
 
 from __future__ import annotations

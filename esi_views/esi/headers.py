@@ -2,7 +2,7 @@
 
 Every parser returns ``None`` for a missing or malformed value (and logs the malformed
 ones once per value), so a bad answer falls back to what we already know instead of
-crashing or spinning. The fallbacks are documented in docs/esi.md.
+crashing or spinning. The fallbacks are in the package documentation ("Calling ESI").
 """
 
 from __future__ import annotations

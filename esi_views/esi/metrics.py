@@ -1,8 +1,8 @@
 """Prometheus metrics for ESI and SSO traffic (``pip install django-esi-views[metrics]``).
 
 Call :func:`install` once, e.g. in your ``AppConfig.ready()``; it connects receivers to
-the signals of :mod:`esi_views.esi.signals` and updates these series (docs/esi.md has
-example queries):
+the signals of :mod:`esi_views.esi.signals` and updates these series (the package
+documentation, "Calling ESI", has example queries):
 
 - ``esi_views_esi_calls_total{group,status,from_cache}`` and
   ``esi_views_esi_call_seconds{group}`` (histogram, calls that reached ESI);

@@ -1,4 +1,4 @@
-"""Django signals for watching ESI traffic (docs/esi.md lists their arguments).
+"""Django signals for watching ESI traffic (the package documentation lists their arguments).
 
 - ``esi_call``: after every call, answered by ESI or by the cache. Arguments: ``method``,
   ``route`` (the template), ``group`` (None while unknown or unlimited), ``character_id``

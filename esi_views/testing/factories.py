@@ -15,7 +15,8 @@ The access token of a made token is a real EVE-shaped JWT, signed with a test ke
 is installed in this process's JWKS cache (``install_test_keys()``, done by every
 factory), so our verification accepts it under the test settings, e.g. as a bearer token
 for esi_drf's ``EveSSOAuthentication``. A made token is not known to any SSO: refreshing
-it needs ``FakeEveSSO`` (the ``fake_sso``/``esi_token`` pytest fixtures, docs/testing.md).
+it needs ``FakeEveSSO`` (the ``fake_sso``/``esi_token`` pytest fixtures; "Testing" in the
+package documentation).
 """
 
 from __future__ import annotations

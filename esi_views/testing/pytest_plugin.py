@@ -1,7 +1,8 @@
 """pytest fixtures for code that uses esi_views; loaded automatically when installed.
 
 ``fake_sso`` gives each test a running fake EVE SSO (real HTTP on 127.0.0.1) with
-Django's settings pointed at it and the JWKS cache empty. See docs/testing.md.
+Django's settings pointed at it and the JWKS cache empty. See "Testing" in the package
+documentation.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, router, transaction
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -16,7 +18,7 @@ from .exceptions import TokenDeadError
 from .fields import EncryptedTextField
 from .querysets import TokenQuerySet
 from .refresh import refresh_tokens
-from .scopes import ScopesArg
+from .scopes import ScopesArg, scopes_digest
 
 if TYPE_CHECKING:
     from .esi import EsiSession
@@ -88,11 +90,22 @@ class Token(models.Model):
     expires_at = models.DateTimeField(
         db_index=True, help_text="When the access token expires (the JWT's exp)."
     )
+    # scopes_digest() of the scopes, set on tokens that are merged rather than
+    # duplicated (a user's, unless ESI_ALWAYS_CREATE_TOKEN): the unique constraint below
+    # then makes two concurrent logins of one character end in one row.
+    scope_digest = models.CharField(max_length=64, blank=True, default="", editable=False)
 
     objects = TokenQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["user", "character_id"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "character_id", "scope_digest"],
+                condition=models.Q(user__isnull=False) & ~models.Q(scope_digest=""),
+                name="esi_views_token_one_per_user_character_scopes",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.character_name} ({self.character_id})"
@@ -226,3 +239,32 @@ class CharacterOwnership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character_name} ({self.character_id}) of {self.user_id}"
+
+
+@receiver(m2m_changed, sender=Token.scopes.through, dispatch_uid="esi_views.scope_digest")
+def _keep_scope_digest(sender, instance, action, reverse, pk_set, **kwargs) -> None:
+    """Scopes changed outside ``create_from_response`` (a script, a shell): follow them.
+
+    Only tokens that carry a digest are concerned. If the new scopes make the token
+    equal to another one of the user's, it loses its digest (it stays, unmerged)
+    rather than the change failing.
+    """
+    if reverse and action == "pre_clear":  # scope.tokens.clear(): note whose scopes change
+        instance._esi_cleared_tokens = list(instance.tokens.values_list("pk", flat=True))
+    if action not in {"post_add", "post_remove", "post_clear"}:
+        return
+    if reverse:  # scope.tokens.add(...): the tokens are in pk_set
+        if action == "post_clear":
+            pk_set = getattr(instance, "_esi_cleared_tokens", ())
+        tokens = Token.objects.filter(pk__in=pk_set or ())
+    else:
+        tokens = Token.objects.filter(pk=instance.pk)
+    for token in tokens.exclude(scope_digest="").only("pk", "scope_digest"):
+        digest = scopes_digest(token.scopes.values_list("name", flat=True))
+        if digest == token.scope_digest:
+            continue
+        try:
+            with transaction.atomic(using=router.db_for_write(Token)):
+                Token.objects.filter(pk=token.pk).update(scope_digest=digest)
+        except IntegrityError:
+            Token.objects.filter(pk=token.pk).update(scope_digest="")

@@ -9,19 +9,23 @@ module never imports models.py; it reaches the models through ``self.model``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from . import sso
 from .conf import esi_settings
 from .exceptions import SSOTransientError
 from .refresh import RefreshReport, refresh_tokens
-from .scopes import ScopesArg, normalize_scopes
+from .scopes import ScopesArg, normalize_scopes, scopes_digest
 
 if TYPE_CHECKING:
     from .models import Token
@@ -56,6 +60,9 @@ class ValidTokens:
         ``sso_unavailable``."""
         if self.sso_unavailable:
             raise self.unavailable[0]
+
+
+_STORE_LOCK = threading.Lock()
 
 
 class TokenQuerySet(models.QuerySet["Token"]):
@@ -187,49 +194,98 @@ class TokenQuerySet(models.QuerySet["Token"]):
         """Exchange an authorization code and store the token."""
         return self.create_from_response(sso.exchange_code(code, code_verifier), user=user)
 
-    @transaction.atomic
+    @method_decorator(sensitive_variables())  # the answer's tokens are in these frames
     def create_from_response(self, response: sso.TokenResponse, user: Any = None) -> Token:
         """Store a verified token answer, merging it into an equivalent token if one exists.
 
-        Tokens of the same character under another owner hash are deleted: the
-        character changed hands and they can no longer be used.
+        Equivalent: same user, character, owner and exactly the same scopes (unless
+        ``ESI_ALWAYS_CREATE_TOKEN``; user-less tokens are never merged). The newer
+        answer's secrets win. Two logins racing to add the same token end in one row:
+        the database's unique constraint on ``scope_digest`` refuses the second insert,
+        which then merges into the first. Tokens of the same character under another
+        owner hash are deleted: the character changed hands and they can no longer be used.
         """
+        database = router.db_for_write(self.model)
+        connection = connections[database]
+        # Without row locks (SQLite) the database serialises writers by failing them
+        # ("database is locked"); this process's threads queue here instead. Not inside
+        # a caller's transaction: it may hold the database's write lock already, and
+        # waiting for our lock under it could block a thread that holds ours.
+        queue = _STORE_LOCK if not connection.features.has_select_for_update \
+            and not connection.in_atomic_block else contextlib.nullcontext()
+        with queue, transaction.atomic(using=database):
+            return self._store(response, user)
+
+    @method_decorator(sensitive_variables())
+    def _store(self, response: sso.TokenResponse, user: Any) -> Token:
         claims = response.claims
         self.filter(character_id=claims.character_id).exclude(
             character_owner_hash=claims.owner_hash
         ).delete()
         fields = {
             "character_name": claims.character_name[:100],  # the column's length
+            "character_owner_hash": claims.owner_hash,
             "access_token": response.access_token,
             "refresh_token": response.refresh_token or "",
             "expires_at": response.expires_at,
         }
         user_id = getattr(user, "pk", None)
-        if user_id is not None and not esi_settings.ALWAYS_CREATE_TOKEN:
+        merge = user_id is not None and not esi_settings.ALWAYS_CREATE_TOKEN
+        digest = scopes_digest(claims.scopes) if merge else ""
+        if merge:
             equivalent = list(
                 self.select_for_update()
                 .filter(character_id=claims.character_id, character_owner_hash=claims.owner_hash,
                         user_id=user_id)
                 .require_scopes_exact(claims.scopes)
-                .order_by("-updated")
+                .order_by("-updated", "-pk")
             )
             if equivalent:
                 kept, *duplicates = equivalent
-                for name, value in fields.items():
-                    setattr(kept, name, value)
-                kept.save()
+                # Duplicates from before the constraint (or from ESI_ALWAYS_CREATE_TOKEN)
+                # go first, so the kept one can take the digest.
                 self.filter(pk__in=[t.pk for t in duplicates]).delete()
-                return kept
-        token = self.create(
-            user_id=user_id,
-            character_id=claims.character_id,
-            character_owner_hash=claims.owner_hash,
-            **fields,
-        )
-        if claims.scopes:
-            scope_model = token.scopes.model  # Scope, without importing models (see above)
-            scope_model.objects.bulk_create(
-                [scope_model(name=name) for name in claims.scopes], ignore_conflicts=True
+                return self._merge(kept, fields, digest)
+        try:
+            # A savepoint: if a concurrent login inserted the same token first, only the
+            # insert is undone and we merge into theirs.
+            with transaction.atomic(using=router.db_for_write(self.model)):
+                token = self.create(user_id=user_id, character_id=claims.character_id,
+                                    scope_digest=digest, **fields)
+        except IntegrityError:
+            if not digest:
+                raise
+            winner: Token | None = (
+                self.select_for_update()
+                .filter(user_id=user_id, character_id=claims.character_id, scope_digest=digest)
+                .first()
             )
-            token.scopes.set(scope_model.objects.filter(name__in=claims.scopes))
+            if winner is None:
+                raise
+            kept = winner
+            self._link_scopes(kept, claims.scopes)  # a no-op once their insert committed
+            return self._merge(kept, fields, digest)
+        self._link_scopes(token, claims.scopes)
         return token
+
+    def _link_scopes(self, token: Token, scopes: frozenset[str]) -> None:
+        """Give ``token`` these scopes, straight into the link table (the digest matches)."""
+        if not scopes:
+            return
+        scope_model = token.scopes.model  # Scope, without importing models (see above)
+        scope_model.objects.bulk_create(
+            [scope_model(name=name) for name in scopes], ignore_conflicts=True
+        )
+        links = self.model.scopes.through
+        links.objects.bulk_create([
+            links(token_id=token.pk, scope_id=pk)
+            for pk in scope_model.objects.filter(name__in=scopes).values_list("pk", flat=True)
+        ], ignore_conflicts=True)
+
+    @method_decorator(sensitive_variables())
+    def _merge(self, kept: Token, fields: dict[str, Any], digest: str) -> Token:
+        for name, value in fields.items():
+            setattr(kept, name, value)
+        kept.scope_digest = digest
+        kept.save()
+        return kept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 ScopesArg = str | Iterable[str] | None
@@ -29,3 +30,12 @@ def normalize_scopes(scopes: ScopesArg) -> frozenset[str]:
 def scopes_to_string(scopes: ScopesArg) -> str:
     """Sorted and space-joined, the form the SSO's ``scope`` parameter takes."""
     return " ".join(sorted(normalize_scopes(scopes)))
+
+
+def scopes_digest(scopes: ScopesArg) -> str:
+    """A fixed-length fingerprint of a scope set (order and repeats do not matter).
+
+    Stored on tokens so the database itself can refuse a second token of the same user,
+    character and scopes (a unique constraint cannot span a many-to-many relation).
+    """
+    return hashlib.sha256(scopes_to_string(scopes).encode()).hexdigest()

@@ -22,10 +22,11 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib.auth import get_user_model
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -36,26 +37,37 @@ from esi_views.exceptions import InvalidJWTError, SSOConfigurationError, SSOErro
 
 from .exceptions import SSOUnavailable
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 __all__ = ["EveAccessToken", "EveSSOAuthentication"]
 
 logger = logging.getLogger(__name__)
 
 # Fixed texts per verifier rule: the header never echoes attacker-chosen claim values.
 _REASONS = {
-    "expired": "The access token has expired.",
-    "audience": "The access token was not issued for this application.",
-    "signature": "The access token's signature does not verify.",
-    "issuer": "The access token was not issued by the EVE SSO.",
-    "kid": "The access token is signed with a key the EVE SSO does not publish.",
-    "algorithm": "The access token's signing algorithm is not accepted.",
+    "expired": _("The access token has expired."),
+    "audience": _("The access token was not issued for this application."),
+    "signature": _("The access token's signature does not verify."),
+    "issuer": _("The access token was not issued by the EVE SSO."),
+    "kid": _("The access token is signed with a key the EVE SSO does not publish."),
+    "algorithm": _("The access token's signing algorithm is not accepted."),
 }
-_INVALID = "The access token is invalid."
-_MALFORMED_HEADER = "Invalid Authorization header: expected 'Bearer <access token>'."
-_UNKNOWN_CHARACTER = "No account on this site holds a token for this character."
-_AMBIGUOUS = "More than one account on this site holds this character; log in instead."
-_INACTIVE = "The account holding this character is inactive."
+_INVALID = _("The access token is invalid.")
+_MALFORMED_HEADER = _("Invalid Authorization header: expected 'Bearer <access token>'.")
+_UNKNOWN_CHARACTER = _("No account on this site holds a token for this character.")
+_AMBIGUOUS = _("More than one account on this site holds this character; log in instead.")
+_INACTIVE = _("The account holding this character is inactive.")
 _ERROR_ATTRIBUTE = "_esi_bearer_error"
 _UNSAFE_HEADER_CHARS = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+class _Refused(AuthenticationFailed):
+    """A 401 whose message also goes, untranslated, into ``WWW-Authenticate``."""
+
+    def __init__(self, message: StrOrPromise) -> None:
+        super().__init__(message)
+        self.header_message = message
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,7 @@ class EveSSOAuthentication(BaseAuthentication):
         ).values("user_id")
         users = list(get_user_model()._default_manager.filter(pk__in=holders)[:2])
         if len(users) > 1:
-            raise AuthenticationFailed(_AMBIGUOUS)
+            raise _Refused(_AMBIGUOUS)
         return users[0] if users else None
 
     # -- DRF -----------------------------------------------------------------------------
@@ -142,12 +154,12 @@ class EveSSOAuthentication(BaseAuthentication):
             claims = self._verify(raw)
             user = self.get_user(claims)
             if user is None:
-                raise AuthenticationFailed(_UNKNOWN_CHARACTER)
+                raise _Refused(_UNKNOWN_CHARACTER)
             if not getattr(user, "is_active", True):
-                raise AuthenticationFailed(_INACTIVE)
+                raise _Refused(_INACTIVE)
         except AuthenticationFailed as exc:
             # authenticate_header() runs later, on the same request, to build the 401.
-            setattr(request, _ERROR_ATTRIBUTE, str(exc.detail))
+            setattr(request, _ERROR_ATTRIBUTE, getattr(exc, "header_message", exc.detail))
             raise
         return user, EveAccessToken(raw, claims)
 
@@ -155,7 +167,9 @@ class EveSSOAuthentication(BaseAuthentication):
         header = f'{self.keyword} realm="{self.www_authenticate_realm}"'
         error = getattr(request, _ERROR_ATTRIBUTE, None)
         if error:
-            description = _UNSAFE_HEADER_CHARS.sub("", error)
+            # RFC 6750's error_description is ASCII: English, whatever the body's language.
+            with translation.override("en"):
+                description = _UNSAFE_HEADER_CHARS.sub("", str(error))
             header += f', error="invalid_token", error_description="{description}"'
         return header
 
@@ -168,19 +182,19 @@ class EveSSOAuthentication(BaseAuthentication):
             return None  # Basic, Token, ...: someone else's scheme
         if len(parts) != 2:
             setattr(request, _ERROR_ATTRIBUTE, _MALFORMED_HEADER)
-            raise AuthenticationFailed(_MALFORMED_HEADER)
+            raise _Refused(_MALFORMED_HEADER)
         try:
             return parts[1].decode("ascii")
         except UnicodeDecodeError:
             setattr(request, _ERROR_ATTRIBUTE, _MALFORMED_HEADER)
-            raise AuthenticationFailed(_MALFORMED_HEADER) from None
+            raise _Refused(_MALFORMED_HEADER) from None
 
     @sensitive_variables()
     def _verify(self, raw: str) -> AccessTokenClaims:
         try:
             return verify_access_token(raw, client_id=self.get_client_id())
         except InvalidJWTError as exc:
-            raise AuthenticationFailed(_REASONS.get(exc.reason, _INVALID)) from exc
+            raise _Refused(_REASONS.get(exc.reason, _INVALID)) from exc
         except SSOConfigurationError:
             raise  # our settings are wrong: a 500 and a loud log, not a client error
         except SSOError as exc:

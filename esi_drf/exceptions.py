@@ -8,8 +8,9 @@ followed one would land on the SSO's HTML login page.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.request import Request
@@ -17,6 +18,9 @@ from rest_framework.request import Request
 from esi_views import links
 from esi_views.exceptions import EsiError
 from esi_views.scopes import ScopesArg, normalize_scopes
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 __all__ = [
     "CHARACTER_INVALID",
@@ -29,11 +33,12 @@ __all__ = [
 TOKEN_REQUIRED = "esi_token_required"
 CHARACTER_INVALID = "esi_character_invalid"
 
-DEFAULT_DETAIL = "An EVE SSO token with the required scopes is needed."
+DEFAULT_DETAIL = _("An EVE SSO token with the required scopes is needed.")
 
 
 def token_required_detail(
-    request: Request, scopes: ScopesArg, *, detail: str | None = None, code: str = TOKEN_REQUIRED
+    request: Request, scopes: ScopesArg, *, detail: StrOrPromise | None = None,
+    code: str = TOKEN_REQUIRED,
 ) -> dict[str, Any]:
     """The body of the 403: ``detail``, ``code``, ``required_scopes`` and ``login_url``.
 
@@ -60,7 +65,7 @@ class ESITokenRequired(PermissionDenied, EsiError):
     default_code = TOKEN_REQUIRED
 
     def __init__(
-        self, request: Request, scopes: ScopesArg, *, detail: str | None = None,
+        self, request: Request, scopes: ScopesArg, *, detail: StrOrPromise | None = None,
         code: str = TOKEN_REQUIRED,
     ) -> None:
         super().__init__(token_required_detail(request, scopes, detail=detail, code=code), code)
@@ -76,11 +81,11 @@ class SSOUnavailable(APIException, EsiError):
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = (
-        "The EVE SSO could not be reached to verify the access token. Try again shortly."
+        _("The EVE SSO could not be reached to verify the access token. Try again shortly.")
     )
     default_code = "sso_unavailable"
     default_wait = 30
 
-    def __init__(self, detail: str | None = None, *, wait: float | None = None) -> None:
+    def __init__(self, detail: StrOrPromise | None = None, *, wait: float | None = None) -> None:
         super().__init__(detail)
         self.wait = max(1, round(wait)) if wait else self.default_wait

@@ -26,9 +26,10 @@ A refusal is a 403 whose JSON says which scopes are missing and where to get the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
@@ -43,6 +44,9 @@ from .exceptions import (
     SSOUnavailable,
     token_required_detail,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 __all__ = ["CHARACTER_HEADER", "HasESIToken", "HasESITokens"]
 
@@ -77,8 +81,8 @@ def _stored_tokens(request: Request, scopes: frozenset[str], character_id: int |
     if found.sso_unavailable:
         # The user has tokens, but the SSO could not renew any now: "get a token" would
         # be wrong advice, "try again" is right.
-        raise SSOUnavailable("The EVE SSO could not be reached to renew your token. "
-                             "Try again shortly.", wait=found.retry_after)
+        raise SSOUnavailable(_("The EVE SSO could not be reached to renew your token. "
+                               "Try again shortly."), wait=found.retry_after)
     return found.tokens
 
 
@@ -140,13 +144,14 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
             character_id = self.get_character_id(request)
         except _InvalidCharacterHeader:
             return self._refuse(request, scopes, CHARACTER_INVALID,
-                                f"{CHARACTER_HEADER} must be a character id (digits only).")
+                                _("%(header)s must be a character id (digits only).")
+                                % {"header": CHARACTER_HEADER})
         if isinstance(request.auth, EveAccessToken):
             found = self._from_bearer(request.auth, scopes, character_id)
         else:
             found = self._from_stored_tokens(request, scopes, character_id)
         if not found:
-            detail = ("No usable EVE SSO token for that character with the required scopes."
+            detail = (_("No usable EVE SSO token for that character with the required scopes.")
                       if character_id is not None else None)
             return self._refuse(request, scopes, TOKEN_REQUIRED, detail)
         self._hand_over(request, found)
@@ -174,7 +179,7 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         request.esi_token = found[0]  # type: ignore[attr-defined]
 
     def _refuse(self, request: Request, scopes: frozenset[str], code: str,
-                detail: str | None = None) -> bool:
+                detail: StrOrPromise | None = None) -> bool:
         # DRF reads message and code off this instance right after has_permission.
         self.message = token_required_detail(request, scopes, detail=detail, code=code)
         self.code = code

@@ -6,7 +6,7 @@ Both are plain class-based views: subclass them (or override their templates,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import auth, messages
@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext_lazy as _
 from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
@@ -22,6 +23,9 @@ from django.views.generic import TemplateView
 from . import accounts, flow, links
 from .conf import esi_settings
 from .models import Scope
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 __all__ = ["CharactersView", "LogoutView"]
 
@@ -34,7 +38,7 @@ def default_redirect(setting: str) -> str:
     return "/"
 
 
-def _note(request: HttpRequest, level: int, text: str) -> None:
+def _note(request: HttpRequest, level: int, text: StrOrPromise) -> None:
     messages.add_message(request, level, text, fail_silently=True)
 
 
@@ -97,14 +101,14 @@ class CharactersView(LoginRequiredMixin, TemplateView):
         action = request.POST.get("action")
         if character_id is None or action not in {"main", "remove"}:
             return flow.error_response(request, flow.FlowError(
-                400, "Invalid request", "Choose one of your characters and an action."))
+                400, _("Invalid request"), _("Choose one of your characters and an action.")))
         if action == "main":
             done = accounts.set_main(request.user, character_id)
         else:
             done = accounts.unlink_character(request.user, character_id)
         if not done:
             return flow.error_response(request, flow.FlowError(
-                404, "Not your character", "That character is not linked to your account."))
+                404, _("Not your character"), _("That character is not linked to your account.")))
         _note(request, messages.SUCCESS,
-              "Main character changed." if action == "main" else "Character removed.")
+              _("Main character changed.") if action == "main" else _("Character removed."))
         return HttpResponseRedirect(request.path)

@@ -14,6 +14,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .exceptions import SSOError
@@ -56,19 +57,19 @@ class TokenAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a token only comes from an SSO login
 
-    @admin.display(description="scopes", ordering="_scope_count")
+    @admin.display(description=_("scopes"), ordering="_scope_count")
     def scope_count(self, token: Token) -> int:
         return token._scope_count  # type: ignore[attr-defined]  # get_queryset annotates it
 
-    @admin.display(description="access token valid", boolean=True, ordering="expires_at")
+    @admin.display(description=_("access token valid"), boolean=True, ordering="expires_at")
     def valid(self, token: Token) -> bool:
         return token.expires_at > timezone.now()
 
-    @admin.display(description="scopes")
+    @admin.display(description=_("scopes"))
     def scope_names(self, token: Token) -> str:
         return ", ".join(sorted(s.name for s in token.scopes.all())) or "-"
 
-    @admin.action(description="Revoke at the EVE SSO and delete", permissions=["delete"])
+    @admin.action(description=_("Revoke at the EVE SSO and delete"), permissions=["delete"])
     def revoke_and_delete(self, request: HttpRequest, queryset: QuerySet[Token]) -> None:
         revoked = failed = 0
         for token in queryset:

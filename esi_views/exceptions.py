@@ -22,7 +22,12 @@ what they wrap.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # str, or a lazy translation of one
 
 
 class EsiError(Exception):
@@ -234,7 +239,8 @@ class FlowError(EsiError):
     """
 
     def __init__(
-        self, status: int, title: str, message: str, *, retry_after: int | None = None,
+        self, status: int, title: StrOrPromise, message: StrOrPromise, *,
+        retry_after: int | None = None,
         retry_url: str | None = None,
     ) -> None:
         self.status, self.title, self.message = status, title, message

@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.crypto import constant_time_compare, get_random_string, salted_hmac
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
 from . import logins, sso
@@ -232,7 +233,7 @@ def start_sso(
     return_url = _without_flow_param(return_url or request.get_full_path())
     session_hash = _session_hash(request, create=True)
     if session_hash is None:  # save() always sets a key; a session backend that did not
-        raise FlowError(500, "Session unavailable", "This site could not start a session.")
+        raise FlowError(500, _("Session unavailable"), _("This site could not start a session."))
     _remember_flow(
         session_hash,
         state=authorization.state,
@@ -250,35 +251,36 @@ def start_sso(
 def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     session_hash = _session_hash(request)
     if not session_hash:
-        raise FlowError(400, "Session missing",
-                        "Your browser did not send a session cookie with the EVE SSO's answer. "
-                        "Enable cookies for this site and try again.")
+        raise FlowError(400, _("Session missing"),
+                        _("Your browser did not send a session cookie with the EVE SSO's answer. "
+                        "Enable cookies for this site and try again."))
     state, code = request.GET.get("state"), request.GET.get("code")
     if not state:
-        raise FlowError(400, "Incomplete answer", "The EVE SSO's answer carries no state.")
+        raise FlowError(400, _("Incomplete answer"), _("The EVE SSO's answer carries no state."))
     if not _FLOW_KEY.fullmatch(state):
-        raise FlowError(400, "Unknown login attempt", "This login attempt is unknown.")
+        raise FlowError(400, _("Unknown login attempt"), _("This login attempt is unknown."))
     record = CallbackRedirect.objects.filter(state=state).first()
     # Only flows sent to the SSO have a PKCE verifier (not selections, not kept forms).
     if record is None or not record.code_verifier:
-        raise FlowError(400, "Unknown login attempt",
-                        "This login attempt is unknown or was already used. Start again.")
+        raise FlowError(400, _("Unknown login attempt"),
+                        _("This login attempt is unknown or was already used. Start again."))
     if not constant_time_compare(record.session_hash, session_hash):
-        raise FlowError(403, "Not your login attempt",
-                        "This login attempt was started in another browser session.")
+        raise FlowError(403, _("Not your login attempt"),
+                        _("This login attempt was started in another browser session."))
     if record.token_id is not None:
-        raise FlowError(400, "Already used", "This login attempt was already completed.")
+        raise FlowError(400, _("Already used"), _("This login attempt was already completed."))
     max_age = timedelta(seconds=esi_settings.CALLBACK_MAX_AGE)
     if record.created < timezone.now() - max_age:
         record.delete()
-        raise FlowError(400, "Login attempt expired", "The login took too long. Start again.")
+        raise FlowError(400, _("Login attempt expired"), _("The login took too long. Start again."))
     if "error" in request.GET:
         record.delete()
-        raise FlowError(403, "Login cancelled",
-                        "The EVE SSO did not grant access"
-                        + (" (you declined)." if request.GET["error"] == "access_denied" else "."))
+        declined = request.GET["error"] == "access_denied"
+        raise FlowError(403, _("Login cancelled"),
+                        _("The EVE SSO did not grant access (you declined).") if declined
+                        else _("The EVE SSO did not grant access."))
     if not code:
-        raise FlowError(400, "Incomplete answer", "The EVE SSO's answer carries no code.")
+        raise FlowError(400, _("Incomplete answer"), _("The EVE SSO's answer carries no code."))
     return record
 
 
@@ -291,28 +293,28 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
     except InvalidJWTError as exc:
         logger.warning("SSO callback: access token rejected: %s", exc)
         if exc.reason == "malformed":  # an odd answer, like any other malformed one
-            raise FlowError(400, "EVE SSO unavailable", "The EVE SSO's answer was malformed. "
-                            "Try again shortly.") from exc
-        raise FlowError(403, "Login rejected", "The EVE SSO's token failed verification.") \
+            raise FlowError(400, _("EVE SSO unavailable"), _("The EVE SSO's answer was malformed. "
+                            "Try again shortly.")) from exc
+        raise FlowError(403, _("Login rejected"), _("The EVE SSO's token failed verification.")) \
             from exc
     except TokenDeadError as exc:
-        raise FlowError(400, "Login failed",
-                        "The EVE SSO refused the login code (it may have been used already). "
-                        "Start again.") from exc
+        raise FlowError(400, _("Login failed"),
+                        _("The EVE SSO refused the login code (it may have been used already). "
+                        "Start again.")) from exc
     except SSOMalformedResponseError as exc:
         # An answer we cannot use (odd numbers, not JSON): refused like any bad input.
         logger.warning("SSO callback: unusable answer: %s", exc)
-        raise FlowError(400, "EVE SSO unavailable",
-                        "The EVE SSO's answer was malformed. Try again shortly.") \
+        raise FlowError(400, _("EVE SSO unavailable"),
+                        _("The EVE SSO's answer was malformed. Try again shortly.")) \
             from exc
     except SSOTransientError as exc:
         # Their outage, not the user's mistake: 503 with Retry-After, and a way back in.
         wait = exc.retry_after
         retry_after = max(1, math.ceil(wait)) if wait else SSO_OUTAGE_RETRY_AFTER
         logger.warning("SSO callback: SSO unavailable: %s", exc)
-        raise FlowError(503, "EVE SSO unavailable",
-                        "The EVE SSO could not complete the login right now. Please try again "
-                        "in a minute.", retry_after=retry_after,
+        raise FlowError(503, _("EVE SSO unavailable"),
+                        _("The EVE SSO could not complete the login right now. Please try again "
+                        "in a minute."), retry_after=retry_after,
                         retry_url=safe_return_url(request, record.return_url)) from exc
     except SSOConfigurationError as exc:
         # Our settings are wrong (client id/secret, a missing setting): every login fails
@@ -320,17 +322,17 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
         logger.error("SSO callback: the EVE SSO configuration of this site is wrong "
                      "(%s: %s); no login can succeed until it is fixed.",
                      type(exc).__name__, exc, exc_info=exc)
-        raise FlowError(500, "Login unavailable",
-                        "This site's EVE SSO setup is broken, so logins cannot work right now. "
-                        "Please tell the site's administrators.") from exc
+        raise FlowError(500, _("Login unavailable"),
+                        _("This site's EVE SSO setup is broken, so logins cannot work right now. "
+                        "Please tell the site's administrators.")) from exc
     except SSOError as exc:
         logger.error("SSO callback: %s", exc)
-        raise FlowError(400, "Login failed", "The EVE SSO refused the login.") from exc
+        raise FlowError(400, _("Login failed"), _("The EVE SSO refused the login.")) from exc
     requested = normalize_scopes(record.requested_scopes)
     if not requested <= answer.claims.scopes:
-        raise FlowError(403, "Missing permissions",
-                        "The EVE SSO granted fewer scopes than this page needs: "
-                        f"{', '.join(sorted(requested - answer.claims.scopes))}.")
+        raise FlowError(403, _("Missing permissions"),
+                        _("The EVE SSO granted fewer scopes than this page needs: %(scopes)s.")
+                        % {"scopes": ", ".join(sorted(requested - answer.claims.scopes))})
     # Single-use tokens belong to no user, so they are never listed or selectable.
     owner = None if record.kind == Kind.SINGLE_USE else getattr(request, "user", None)
     owner = owner if owner is not None and owner.is_authenticated else None
@@ -369,9 +371,9 @@ def render_selection(
     if form_data:
         session_hash = _session_hash(request)
         if session_hash is None:  # nothing to bind the waiting fields to
-            raise FlowError(400, "Session missing",
-                            "Your browser sent no session cookie. Enable cookies for this site "
-                            "and try again.")
+            raise FlowError(400, _("Session missing"),
+                            _("Your browser sent no session cookie. Enable cookies for this site "
+                            "and try again."))
         payload["p"] = _remember_flow(
             session_hash, state=get_random_string(43), kind=kind,
             requested_scopes=scopes_to_string(scopes),
@@ -387,7 +389,7 @@ def render_selection(
                 "character_id": token.character_id,
                 "name": token.character_name,
                 "portrait": portrait_url(token.character_id),
-                "scopes": ", ".join(sorted(s.name for s in token.scopes.all())) or "no scopes",
+                "scopes": ", ".join(sorted(s.name for s in token.scopes.all())) or _("no scopes"),
             }
             for token in tokens
         ],
@@ -405,13 +407,13 @@ def _selection_payload(request: HttpRequest) -> dict[str, str]:
         payload = signing.loads(request.POST.get("flow", ""), salt=_SELECTION_SALT,
                                 max_age=max_age)
     except signing.SignatureExpired as exc:
-        raise FlowError(400, "Page expired", "This page is too old. Reload it.") from exc
+        raise FlowError(400, _("Page expired"), _("This page is too old. Reload it.")) from exc
     except signing.BadSignature as exc:
-        raise FlowError(400, "Invalid request", "The selection form was altered.") from exc
+        raise FlowError(400, _("Invalid request"), _("The selection form was altered.")) from exc
     binding = _selection_binding(_session_key(request))
     if not (binding and isinstance(payload, dict) and isinstance(payload.get("sb"), str)
             and constant_time_compare(payload["sb"], binding)):
-        raise FlowError(403, "Not your selection", "This page belongs to another session.")
+        raise FlowError(403, _("Not your selection"), _("This page belongs to another session."))
     return payload
 
 
@@ -420,11 +422,11 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     """The POST of the selection page: hand the chosen token back, or go to the SSO."""
     user_id = _user_id(request)
     if user_id is None:
-        raise FlowError(403, "Log in first", "Only logged-in users can choose a token.")
+        raise FlowError(403, _("Log in first"), _("Only logged-in users can choose a token."))
     payload = _selection_payload(request)  # bound to this session, so there is one
     session_hash = _session_hash(request)
     if session_hash is None:
-        raise FlowError(403, "Not your selection", "This page belongs to another session.")
+        raise FlowError(403, _("Not your selection"), _("This page belongs to another session."))
     kind, scopes = payload["k"], normalize_scopes(payload["s"])
     return_url = safe_return_url(request, payload["r"])
     kept = None
@@ -434,7 +436,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
             method="POST",
         ).first()
         if kept is None:
-            raise FlowError(400, "Page expired", "This page is too old. Reload it.")
+            raise FlowError(400, _("Page expired"), _("This page is too old. Reload it."))
     if request.POST.get("action") == "add":
         form_data = kept.form_data if kept else ""
         if kept:
@@ -442,7 +444,7 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         return start_sso(request, kind, scopes, return_url, form_data=form_data)
     raw_id = request.POST.get("token", "")
     if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 19):  # a bigint
-        raise FlowError(400, "Invalid choice", "Choose one of the characters listed.")
+        raise FlowError(400, _("Invalid choice"), _("Choose one of the characters listed."))
     token = (
         Token.objects.filter(user_id=user_id, pk=int(raw_id))
         .require_scopes(scopes)
@@ -450,8 +452,8 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         .first()
     )
     if token is None:
-        raise FlowError(403, "Not available",
-                        "That token is not one of yours with the permissions this page needs.")
+        raise FlowError(403, _("Not available"),
+                        _("That token is not one of yours with the permissions this page needs."))
     if kept is not None:
         kept.token = token
         kept.save(update_fields=["token"])
@@ -475,7 +477,7 @@ def start_login(request: HttpRequest) -> HttpResponse:
     scopes = normalize_scopes(" ".join(request.GET.getlist("scopes")))
     scopes = scopes or normalize_scopes(esi_settings.LOGIN_SCOPES)
     if any(len(s) > 100 or not s.isprintable() for s in scopes) or len(scopes) > 100:
-        raise FlowError(400, "Invalid scopes", "The scopes asked for are not valid.")
+        raise FlowError(400, _("Invalid scopes"), _("The scopes asked for are not valid."))
     next_url = request.GET.get("next")
     if not next_url or safe_return_url(request, next_url) != next_url:
         # No next, or one off this site: where a login goes by default.

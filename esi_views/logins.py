@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib import auth, messages
 from django.db import transaction
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from . import accounts
 from . import flow as _flow
@@ -39,9 +40,10 @@ def store_token(request: HttpRequest, record: CallbackRedirect, answer: Any, own
                                         claims.owner_hash)
             except accounts.CharacterOwnedElsewhere:
                 raise _flow.FlowError(
-                    403, "Character linked to another account",
-                    f"{claims.character_name} belongs to another account on this site. "
-                    "Log out and log in with it to use that account.") from None
+                    403, _("Character linked to another account"),
+                    _("%(name)s belongs to another account on this site. "
+                      "Log out and log in with it to use that account.")
+                    % {"name": claims.character_name}) from None
         token = Token.objects.create_from_response(answer, user=owner)
         if record.kind == Kind.LOGIN and owner is None:
             _log_in(request, token)
@@ -64,8 +66,9 @@ def _log_in(request: HttpRequest, token: Token) -> None:
         # Rolled back with the token by the caller's transaction.
         logger.info("Login refused for character %s", token.character_id)
         raise _flow.FlowError(
-            403, "Login refused",
-            f"{token.character_name} cannot log in here: its account is disabled, or this "
-            "site does not create accounts for new characters.")
+            403, _("Login refused"),
+            _("%(name)s cannot log in here: its account is disabled, or this "
+              "site does not create accounts for new characters.")
+            % {"name": token.character_name})
     auth.login(request, user)
     # login() gives the session a new key: later flows bind to it.

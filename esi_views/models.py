@@ -11,6 +11,7 @@ from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_lazy as _
 
 from . import sso
 from .conf import esi_settings
@@ -63,8 +64,8 @@ class Token(models.Model):
     """An EVE SSO token for one character. Access and refresh tokens are encrypted at rest."""
 
     class TokenType(models.TextChoices):
-        CHARACTER = "character", "Character"
-        CORPORATION = "corporation", "Corporation"
+        CHARACTER = "character", _("Character")
+        CORPORATION = "corporation", _("Corporation")
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -76,7 +77,7 @@ class Token(models.Model):
         # Not the default "token_set": django-esi's Token takes that name, and a site
         # may keep django-esi installed next to us (its ESI client). user.esi_tokens.
         related_name="esi_tokens",
-        help_text="Whose token this is; empty for single-use and anonymous-login tokens.",
+        help_text=_("Whose token this is; empty for single-use and anonymous-login tokens."),
     )
     character_id = models.BigIntegerField(db_index=True)
     character_name = models.CharField(max_length=100)
@@ -88,7 +89,7 @@ class Token(models.Model):
     access_token = EncryptedTextField(editable=False)
     refresh_token = EncryptedTextField(blank=True, editable=False)
     expires_at = models.DateTimeField(
-        db_index=True, help_text="When the access token expires (the JWT's exp)."
+        db_index=True, help_text=_("When the access token expires (the JWT's exp).")
     )
     # scopes_digest() of the scopes, set on tokens that are merged rather than
     # duplicated (a user's, unless ESI_ALWAYS_CREATE_TOKEN): the unique constraint below
@@ -189,13 +190,13 @@ class CallbackRedirect(models.Model):
         TOKEN = "token", "token_required"
         TOKENS = "tokens", "tokens_required"
         SINGLE_USE = "single_use", "single_use_token"
-        LOGIN = "login", "login link"
+        LOGIN = "login", _("login link")
 
     session_hash = models.CharField(max_length=64, db_index=True, editable=False)
     state = models.CharField(max_length=128, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.TOKEN)
     code_verifier = EncryptedTextField(blank=True, editable=False)
-    requested_scopes = models.TextField(blank=True, help_text="Space-delimited, sorted.")
+    requested_scopes = models.TextField(blank=True, help_text=_("Space-delimited, sorted."))
     return_url = models.TextField()
     token = models.ForeignKey(Token, on_delete=models.CASCADE, null=True, blank=True)
     # The protected view was reached by POST: it is re-entered by POST with these fields

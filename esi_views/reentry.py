@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext_lazy as _
 
 from . import flow
 from .conf import esi_settings
@@ -42,14 +43,14 @@ def capture(request: HttpRequest) -> str:
         return ""
     _require_csrf_checked(request)
     if request.FILES:
-        raise FlowError(400, "Files cannot be carried over",
-                        "This form sends files, which cannot be kept while you log in with "
-                        "EVE Online. Log in first, then send the form again.")
+        raise FlowError(400, _("Files cannot be carried over"),
+                        _("This form sends files, which cannot be kept while you log in with "
+                        "EVE Online. Log in first, then send the form again."))
     pairs = [(k, v) for k, values in request.POST.lists() if k not in _NOT_KEPT for v in values]
     if len(urlencode(pairs)) > int(esi_settings.REENTRY_MAX_BYTES):
-        raise FlowError(413, "Form too large",
-                        "This form is too large to be kept while you log in with EVE Online. "
-                        "Log in first, then send it again.")
+        raise FlowError(413, _("Form too large"),
+                        _("This form is too large to be kept while you log in with EVE Online. "
+                        "Log in first, then send it again."))
     return json.dumps(pairs) if pairs else json.dumps([])
 
 
@@ -61,10 +62,10 @@ def _require_csrf_checked(request: HttpRequest) -> None:
     CSRF token once the victim has logged in.
     """
     if not getattr(request, "csrf_processing_done", False):
-        raise FlowError(403, "Form not verified",
-                        "This form could not be checked against cross-site requests, so it "
+        raise FlowError(403, _("Form not verified"),
+                        _("This form could not be checked against cross-site requests, so it "
                         "cannot be kept while you log in with EVE Online. Log in first, then "
-                        "send it again.")
+                        "send it again."))
 
 
 def _restore(request: HttpRequest, form_data: str) -> None:
@@ -93,14 +94,14 @@ def hand_back(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | Htt
     if marker is not None:
         _require_csrf_checked(request)
         if found is None or found[1].state != marker:
-            raise FlowError(403, "Not your form",
-                            "This form belongs to another login attempt or session.")
+            raise FlowError(403, _("Not your form"),
+                            _("This form belongs to another login attempt or session."))
         token, record = found
         # Single use, even for two submissions racing each other.
         if not CallbackRedirect.objects.filter(pk=record.pk, method="POST").update(
             method="GET"
         ):
-            raise FlowError(400, "Already sent", "This form was already sent once.")
+            raise FlowError(400, _("Already sent"), _("This form was already sent once."))
         _restore(request, record.form_data)
         CallbackRedirect.objects.filter(pk=record.pk).update(form_data="")
         return token

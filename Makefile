@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-django-esi lint bench demo clean dist
+.PHONY: test test-django-esi lint messages bench demo clean dist
 
 # $(call install,EXTRAS): the venv if missing, then the package with those extras.
 define install
@@ -66,6 +66,20 @@ bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/cleanup.py
 	$(BENCH_VENV)/bin/python bench/drf.py --output bench/results/drf.md
 	BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BENCH_VENV)/bin/python bench/esi.py --output bench/results/esi.md
+
+# Translations: refresh the catalogues of both packages from the code and templates
+# (then translate the new entries), and compile them. tests/test_translations.py fails
+# while a marked string is missing, untranslated or not compiled. Needs GNU gettext.
+MESSAGE_LANGUAGES := de fr
+
+messages: $(STAMP)
+	for package in esi_views esi_drf; do \
+		(cd $$package && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=$(CURDIR) \
+			$(CURDIR)/$(BIN)/python -P -m django makemessages --no-obsolete \
+			$(addprefix -l ,$(MESSAGE_LANGUAGES)) && \
+		 DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=$(CURDIR) \
+			$(CURDIR)/$(BIN)/python -P -m django compilemessages) || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

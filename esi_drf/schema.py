@@ -25,7 +25,7 @@ from esi_views.models import Scope
 from .composition import AllOf, AnyOf, NoneOf
 from .permissions import HasESIToken
 
-__all__ = ["EveSSOScheme", "required_scopes_of"]
+__all__ = ["EveSSOScheme", "postprocess_error_responses", "required_scopes_of"]
 
 
 def _permission_scopes(permission: Any, view: Any) -> set[str]:
@@ -86,3 +86,67 @@ class EveSSOScheme(OpenApiAuthenticationExtension):
                 }
             },
         }
+
+
+# -- the answers of a refusal (a drf-spectacular postprocessing hook) --------------------------
+
+_AUTHENTICATION_FAILED = {
+    "type": "object",
+    "description": "401: the bearer token was refused (invalid, expired, unknown character). "
+                   "`WWW-Authenticate` says why.",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+_TOKEN_REQUIRED = {
+    "type": "object",
+    "description": "403: no token with the required scopes. Send the user to `login_url` "
+                   "(it starts the EVE SSO for exactly those scopes and comes back).",
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string", "enum": ["esi_token_required", "esi_character_invalid"],
+                 "example": "esi_token_required"},
+        "required_scopes": {"type": "array", "items": {"type": "string"}},
+        "login_url": {"type": "string", "format": "uri-reference",
+                      "example": "/esi/login/?next=%2F&scopes=esi-skills.read_skills.v1"},
+    },
+    "required": ["detail", "code", "required_scopes", "login_url"],
+}
+
+
+def _json_response(description: str, name: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+def postprocess_error_responses(result: dict[str, Any], generator: Any = None,
+                                request: Any = None, public: bool = True) -> dict[str, Any]:
+    """Add the 401 and the 403 (``esi_token_required``) bodies to protected operations.
+
+    List it in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]`` (after drf-spectacular's
+    default ``postprocess_schema_enums``). Operations secured by ``eveSSO`` get the 401;
+    those whose esi_drf permissions require scopes also get the 403 with ``login_url``.
+    """
+    used: set[str] = set()
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            requirements = [r[EveSSOScheme.name] for r in operation.get("security", [])
+                            if EveSSOScheme.name in r]
+            if not requirements:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", _json_response(
+                "The bearer token was refused.", "EsiAuthenticationFailed"))
+            used.add("EsiAuthenticationFailed")
+            if any(requirements):
+                responses.setdefault("403", _json_response(
+                    "No token with the required scopes; `login_url` gets one.",
+                    "EsiTokenRequired"))
+                used.add("EsiTokenRequired")
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in (("EsiAuthenticationFailed", _AUTHENTICATION_FAILED),
+                         ("EsiTokenRequired", _TOKEN_REQUIRED)):
+        if name in used:
+            schemas.setdefault(name, schema)
+    return result

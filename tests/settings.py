@@ -43,6 +43,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
+SPECTACULAR_SETTINGS = {
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "esi_drf.schema.postprocess_error_responses",
+    ],
+}
+
 AUTHENTICATION_BACKENDS = [
     "esi_views.auth.EveSSOBackend",
     "django.contrib.auth.backends.ModelBackend",

@@ -153,6 +153,11 @@ SPECTACULAR_SETTINGS = {
                    "access token as a bearer token both work.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # 401 and 403 (esi_token_required, with login_url) on every protected operation.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "esi_drf.schema.postprocess_error_responses",
+    ],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

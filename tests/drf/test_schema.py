@@ -84,3 +84,25 @@ def test_served_schema_uses_the_extension(client, settings):
     validate_schema(served)
     assert served["components"]["securitySchemes"]["eveSSO"]["type"] == "oauth2"
     assert "/api/schema/" not in served["paths"]
+
+
+def test_protected_operations_document_the_401_and_the_403_with_login_url(schema):
+    operations = [op for item in schema["paths"].values() for op in item.values()]
+    protected = [op for op in operations
+                 if any("eveSSO" in r for r in op.get("security", []))]
+    assert protected
+    for operation in protected:
+        scopes = next(r["eveSSO"] for r in operation["security"] if "eveSSO" in r)
+        responses = operation["responses"]
+        assert responses["401"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/EsiAuthenticationFailed"}
+        if scopes:
+            assert responses["403"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/EsiTokenRequired"}
+        else:  # "must not hold a token" asks for no scope: no esi_token_required 403
+            assert "403" not in responses
+    body = schema["components"]["schemas"]["EsiTokenRequired"]
+    # The very keys of the 403 the permissions answer (tests/drf/test_permissions_session).
+    assert set(body["required"]) == set(body["properties"]) == {
+        "detail", "code", "required_scopes", "login_url"}
+    assert "esi_token_required" in body["properties"]["code"]["enum"]

@@ -1,4 +1,4 @@
-"""``rate_limited_task``: one limiter shared by every worker, exact at any rate, fair in bursts.
+"""``rate_limited_task`` and its ``SpacingLimiter``: one limit for all workers, fair in bursts.
 
 Each check is one Lua script run in Redis (one round trip). Time comes from Redis
 ``TIME`` so workers with skewed clocks agree. A bucket is one sorted set:
@@ -44,6 +44,7 @@ __all__ = [
     "Rate",
     "RateLimitUsageError",
     "RateLimiterUnavailableError",
+    "SpacingLimiter",
     "acquire",
     "bucket_key",
     "get_redis",
@@ -153,24 +154,83 @@ if admit then
   wait = 0
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil((math.max(nxt, now) - now + grace) / 1000))
-return {admit and 1 or 0, wait}
+return {admit and 1 or 0, wait, now}
 """
 
 _SCRIPT = LuaScript(_LUA, name="rate_limited_task", error=RateLimiterUnavailableError)
 
 
-def acquire(client: Any, key: str, token: str, rate: Rate) -> float:
-    """Admit ``token`` to bucket ``key`` now (return 0.0) or say how many seconds to wait.
-
-    A refusal reserves a slot for ``token``: ask again with the same token after the
-    returned delay. Raises :class:`RateLimiterUnavailableError` when Redis cannot run it.
-    """
-    grace_us = max(MIN_GRACE_US, 2 * rate.interval_us)
-    admitted, wait_us = _SCRIPT(client, keys=[key], args=[token, rate.interval_us, grace_us])
-    return 0.0 if admitted else max(int(wait_us), 1) / 1_000_000
-
-
 _failures = 0  # consecutive Redis failures in this process, for the backoff
+
+
+class SpacingLimiter:
+    """At most ``rate`` admissions to bucket ``key``, evenly spaced, across all workers.
+
+    The object ``rate_limited_task`` builds per call (as DRF builds a throttle per
+    request); usable on its own wherever something must be spaced out::
+
+        limiter = SpacingLimiter("10/s", "myapp:geocoder")
+        wait = limiter.acquire(job_id)    # 0.0: go now; else come back in `wait` s
+
+    ``acquire`` is one Lua script run (one round trip), timed by Redis. Override
+    ``get_client()`` to coordinate elsewhere than :func:`get_redis`.
+    """
+
+    #: The Lua script; None: this module's ``_SCRIPT`` (read at each call).
+    script: LuaScript | None = None
+    #: When the last ``acquire`` admitted (Redis time, seconds since the epoch).
+    admitted_at: float | None = None
+
+    def __init__(self, rate: str | Rate, key: str, *, client: Any = None) -> None:
+        self.rate = rate if isinstance(rate, Rate) else parse_rate(rate)
+        self.key = key
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"<SpacingLimiter {self.key!r} every {self.rate.interval_seconds:g} s>"
+
+    def get_client(self) -> Any:
+        return self.client if self.client is not None else get_redis()
+
+    def acquire(self, token: str) -> float:
+        """Admit ``token`` now (0.0) or reserve it the next free slot and return the wait.
+
+        Ask again with the same token after the wait: the slot stays reserved for it.
+        Raises :class:`RateLimiterUnavailableError` when Redis cannot run the script.
+        """
+        global _failures
+        grace_us = max(MIN_GRACE_US, 2 * self.rate.interval_us)
+        try:
+            admitted, wait_us, now_us = (self.script or _SCRIPT)(
+                self.get_client(), keys=[self.key],
+                args=[token, self.rate.interval_us, grace_us],
+            )
+        except RedisUnavailableError:
+            _failures += 1
+            raise
+        _failures = 0
+        if admitted:
+            self.admitted_at = int(now_us) / 1_000_000
+            return 0.0
+        return max(int(wait_us), 1) / 1_000_000
+
+    def wait(self, token: str, max_sleep: float = math.inf) -> float:
+        """Sleep through waits up to ``max_sleep``; return 0.0 once admitted, else the wait.
+
+        A retry through the broker costs far more than a short sleep, and ETAs are only
+        precise to some milliseconds: a task back a little early, or just behind a late
+        neighbour, would otherwise take one more retry and start later still.
+        """
+        while True:
+            wait = self.acquire(token)
+            if wait == 0.0 or wait > max_sleep:
+                return wait
+            time.sleep(wait)
+
+
+def acquire(client: Any, key: str, token: str, rate: Rate) -> float:
+    """``SpacingLimiter(rate, key, client=client).acquire(token)``, as a function."""
+    return SpacingLimiter(rate, key, client=client).acquire(token)
 
 
 def _redis_backoff() -> float:
@@ -179,38 +239,18 @@ def _redis_backoff() -> float:
     return min(cap, 2.0 ** min(_failures, 16)) * random.uniform(0.5, 1.0)  # noqa: S311
 
 
-def _check(key: str, token: str, rate: Rate) -> float:
-    """``acquire`` with this process's Redis; raises RateLimiterUnavailableError if it is down."""
-    global _failures
-    try:
-        wait = acquire(get_redis(), key, token, rate)
-    except RedisUnavailableError:
-        _failures += 1
-        raise
-    _failures = 0
-    return wait
-
-
-def _wait_turn(key: str, token: str, rate: Rate, max_sleep: float) -> float:
-    """Sleep through waits up to ``max_sleep``; return 0.0 once admitted, else the wait.
-
-    A retry through the broker costs far more than a short sleep, and ETAs are only
-    precise to some milliseconds: a task back a little early, or just behind a late
-    neighbour, would otherwise take one more retry and start later still.
-    """
-    while True:
-        wait = _check(key, token, rate)
-        if wait == 0.0 or wait > max_sleep:
-            return wait
-        time.sleep(wait)
-
-
-def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[[F], F]:
+def rate_limited_task(
+    rate: str,
+    keys: Sequence[str] | None = None,
+    *,
+    limiter_class: type[SpacingLimiter] = SpacingLimiter,
+) -> Callable[[F], F]:
     """Run the decorated bound Celery task at most ``rate`` times, across all workers.
 
     Apply it below ``@app.task(bind=True)``. ``keys`` names arguments of the task: each
     combination of their values gets its own bucket. Over the limit the task is retried
-    when its reserved turn comes, without using up ``max_retries``.
+    when its reserved turn comes, without using up ``max_retries``. The decorator is a
+    thin adapter: ``limiter_class(rate, bucket_key(...))`` decides.
     """
     parsed = parse_rate(rate)
     key_names = [keys] if isinstance(keys, str) else list(keys or [])
@@ -251,20 +291,21 @@ def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[
                     f"{func.__qualname__} was called with {type(self).__name__} as self: "
                     "rate_limited_task only works on bound tasks, @app.task(bind=True)."
                 )
-            key = bucket_key(self.name, key_values(self, args, kwargs))
+            limiter = limiter_class(parsed, bucket_key(self.name, key_values(self, args, kwargs)))
             # The task id names the reservation: it survives retries.
             token = request.id or uuid.uuid4().hex
             if request.is_eager or request.called_directly:
                 # No queue to come back through: sleep until the reserved slot instead.
                 try:
-                    _wait_turn(key, token, parsed, max_sleep=math.inf)
+                    limiter.wait(token)
                 except RedisUnavailableError as exc:
                     raise RateLimiterUnavailableError(
                         f"Cannot check the rate limit of {self.name}: {exc}"
                     ) from exc
+                request.rate_limit_admitted_at = limiter.admitted_at
                 return func(self, *args, **kwargs)
             try:
-                wait = _wait_turn(key, token, parsed, esi_settings.RATE_LIMIT_MAX_SLEEP)
+                wait = limiter.wait(token, float(esi_settings.RATE_LIMIT_MAX_SLEEP))
             except RedisUnavailableError as exc:
                 # Never run unchecked, never drop: come back later (without using a retry).
                 wait = _redis_backoff()
@@ -273,6 +314,8 @@ def rate_limited_task(rate: str, keys: Sequence[str] | None = None) -> Callable[
                     self.name, exc, wait,
                 )
             if wait == 0.0:
+                # Redis's time of admission, for tasks that want to log or measure it.
+                request.rate_limit_admitted_at = limiter.admitted_at
                 return func(self, *args, **kwargs)
             # Throttling is not a failure: give back the retry that retry() will count.
             request.retries -= 1

@@ -65,3 +65,18 @@ def pytest_sessionstart(session):
             raise pytest.UsageError(
                 "ESI_TEST_REQUIRE_SERVICES=1 but: " + "; ".join(problems)
             )
+
+
+# A local three-master Redis Cluster (session-wide) and a key namespace on it per test.
+from tests.redis_cluster import redis_cluster  # noqa: E402, F401
+
+
+@pytest.fixture
+def cluster_key_prefix(redis_cluster):  # noqa: F811
+    """A fresh key prefix on ``redis_cluster``; its keys are deleted afterwards."""
+    import uuid
+
+    prefix = f"esi-cluster-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    for key in list(redis_cluster.scan_iter(match=f"{prefix}*")):
+        redis_cluster.delete(key)

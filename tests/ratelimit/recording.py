@@ -16,7 +16,7 @@ from typing import Any
 from esi_views import ratelimit
 from esi_views.redis_scripts import LuaScript
 
-_ANSWER = "return {admit and 1 or 0, wait}"
+_ANSWER = "return {admit and 1 or 0, wait, now}"
 # %.0f: exact for microsecond timestamps in both Lua 5.1 (Redis) and 5.4 (fakeredis);
 # tostring() would round to 14 digits in 5.1.
 _RECORD = (

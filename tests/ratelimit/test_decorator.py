@@ -16,7 +16,7 @@ from django.test import override_settings
 from esi_views import ratelimit
 from esi_views.checks import check_rate_limit_redis
 from esi_views.decorators import rate_limited_task
-from esi_views.ratelimit import RateLimiterUnavailableError, get_redis
+from esi_views.ratelimit import RateLimiterUnavailableError, SpacingLimiter, get_redis
 from tests.ratelimit.recording import admitted, gaps_us, recording_script
 
 
@@ -51,7 +51,8 @@ def tasks(app, calls):
     @app.task(bind=True, name="t.fast", shared=False)
     @rate_limited_task("10/s")
     def fast(self, n):
-        calls.append(("fast", n, time.monotonic()))
+        # When the limiter admitted it (Redis time): exact, however busy the machine is.
+        calls.append(("fast", n, self.request.rate_limit_admitted_at))
         return n
 
     return once_a_minute, per_corp, fast
@@ -210,3 +211,42 @@ def test_system_check(settings, monkeypatch):
             assert check_rate_limit_redis() == []
         with override_settings(ESI_RATE_LIMIT_REDIS_URL="memcached://x"):
             assert [e.id for e in check_rate_limit_redis()] == ["esi_views.E011"]
+
+
+# -- the limiter object behind the decorator ------------------------------------------------
+
+
+def test_spacing_limiter_on_its_own(redis_client, key_prefix):
+    limiter = SpacingLimiter("2/s", key_prefix + "geo", client=redis_client)
+    assert limiter.rate == ratelimit.parse_rate("2/s")
+    assert "every 0.5 s" in repr(limiter)
+    assert limiter.acquire("a") == 0.0
+    wait = limiter.acquire("b")
+    assert 0.4 < wait <= 0.5
+    assert limiter.acquire("b") <= wait  # b keeps its reserved slot
+    start = time.monotonic()
+    assert limiter.wait("b") == 0.0  # sleeps until its slot, then admitted
+    assert time.monotonic() - start >= 0.3
+    assert limiter.wait("c", max_sleep=0.1) > 0.1  # too long to sleep: the wait comes back
+    with pytest.raises(ratelimit.InvalidRateError):
+        SpacingLimiter("often", "k")
+
+
+def test_the_decorator_builds_its_limiter_from_a_hook(app, redis_client, key_prefix):
+    built = []
+
+    class Recording(SpacingLimiter):
+        def __init__(self, rate, key, **kwargs):
+            super().__init__(rate, key, client=redis_client, **kwargs)
+            built.append((rate, key))
+
+    @app.task(bind=True, name="t.hooked", shared=False)
+    @rate_limited_task("1/m", keys=["n"], limiter_class=Recording)
+    def hooked(self, n):
+        return n
+
+    assert run_in_worker(hooked, 4) == 4
+    with pytest.raises(Retry):
+        run_in_worker(hooked, 4)
+    assert built == [(ratelimit.parse_rate("1/m"), key_prefix + 't.hooked:{"n":4}')] * 2
+    assert redis_client.exists(key_prefix + 't.hooked:{"n":4}')

@@ -59,6 +59,8 @@ def check_rate_limit_redis(app_configs=None, **kwargs):
     from .conf import esi_settings
     from .ratelimit import registered_tasks
 
+    if esi_settings.RATE_LIMIT_REDIS_CLIENT:  # a client factory: its business
+        return []
     url = esi_settings.RATE_LIMIT_REDIS_URL
     if url:
         if url.split("://", 1)[0] in ("redis", "rediss", "unix"):
@@ -97,6 +99,33 @@ def check_rate_limit_redis(app_configs=None, **kwargs):
             id="esi_views.W010",
         )
     ]
+
+
+@register()
+def check_sso_concurrency(app_configs=None, **kwargs):
+    """The SSO token-endpoint cap is fleet-wide only with a Redis every process shares."""
+    from .conf import esi_settings
+
+    limit = esi_settings.SSO_MAX_CONCURRENCY
+    if limit is None:
+        return []
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        return [Error(
+            f"ESI_SSO_MAX_CONCURRENCY must be a positive integer or None, not {limit!r}.",
+            hint="The EVE SSO fails above about 5 concurrent token requests; 4 is the default.",
+            id="esi_views.E012",
+        )]
+    alias = esi_settings.RATE_LIMIT_CACHE_ALIAS
+    if (esi_settings.RATE_LIMIT_REDIS_CLIENT or esi_settings.RATE_LIMIT_REDIS_URL
+            or settings.CACHES.get(alias, {}).get("BACKEND", "") in REDIS_CACHE_BACKENDS):
+        return []
+    return [Warning(
+        f"ESI_SSO_MAX_CONCURRENCY ({limit}) holds per process only: there is no Redis to "
+        "share it (the SSO fails above about 5 concurrent token requests in total).",
+        hint="Fine for a single process. With several workers, set ESI_RATE_LIMIT_REDIS_URL "
+        f"or make the {alias!r} cache Redis; silence esi_views.W012 otherwise.",
+        id="esi_views.W012",
+    )]
 
 
 @register()

@@ -40,6 +40,14 @@ DEFAULTS: dict[str, Any] = {
     "JWKS_CACHE_ALIAS": "default",
     # Tokens expiring within this many seconds count as expired (refreshed before use).
     "TOKEN_REFRESH_MARGIN": 30,
+    # Calls to the SSO token endpoint in flight at once across ALL processes (a lease-based
+    # semaphore in Redis; per process without Redis). None: no cap. The SSO fails above ~5.
+    "SSO_MAX_CONCURRENCY": 4,
+    # Longest wait (seconds) for a slot; then the call fails as transient (token kept).
+    "SSO_CONCURRENCY_TIMEOUT": 10.0,
+    # Seconds after which a holder's slot frees itself (a crashed worker). None: the
+    # longest call SSO_TIMEOUT, SSO_MAX_RETRIES and SSO_MAX_RETRY_AFTER allow, plus 5 s.
+    "SSO_CONCURRENCY_LEASE": None,
     # Parallel SSO calls when many tokens need refreshing at once.
     "REFRESH_CONCURRENCY": 8,
     "ALWAYS_CREATE_TOKEN": False,

@@ -177,6 +177,10 @@ class SSORateLimitedError(SSOTransientError):
     """The SSO answered 429 Too Many Requests."""
 
 
+class SSOConcurrencyTimeoutError(SSOTransientError):
+    """No slot of ``ESI_SSO_MAX_CONCURRENCY`` freed up in time: the call was not made."""
+
+
 class SSOMalformedResponseError(SSOTransientError):
     """The SSO's answer was not what the protocol promises (bad JSON, missing fields)."""
 

@@ -33,6 +33,7 @@ from .exceptions import (
 )
 from .http import RetryPolicy, get_session, json_answer, status_error, transport_error
 from .scopes import ScopesArg, normalize_scopes, scopes_to_string
+from .sso_concurrency import token_endpoint_slot
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,9 @@ def _token_call(policy: RetryPolicy, call: str, **kwargs: Any) -> dict[str, Any]
             session.register_compliance_hook(hook, _raise_for_token_answer)
     error: BaseException
     try:
-        return dict(getattr(session, call)(esi_settings.SSO_TOKEN_URL, **kwargs))
+        # Bounded across every process: the SSO fails above a handful of concurrent calls.
+        with token_endpoint_slot():
+            return dict(getattr(session, call)(esi_settings.SSO_TOKEN_URL, **kwargs))
     except EsiError as exc:  # ours, raised by the compliance hook inside authlib's frames
         error = exc
     except requests.RequestException as exc:

@@ -148,6 +148,9 @@ class SSOProtocol:
     def __init__(self, sso: FakeEveSSO) -> None:
         self.sso = sso
         self.calls: collections.Counter[str] = collections.Counter()
+        # Requests being handled right now, and the most ever at once, per endpoint.
+        self.in_flight: collections.Counter[str] = collections.Counter()
+        self.max_in_flight: collections.Counter[str] = collections.Counter()
         self._lock = threading.RLock()
         self._codes: dict[str, _AuthCode] = {}
         self._grants: dict[str, _Grant] = {}
@@ -175,6 +178,8 @@ class SSOProtocol:
             self._grants.clear()
             self._faults.clear()
             self.calls.clear()  # in place: callers may hold a reference to it
+            self.max_in_flight.clear()
+            self.max_in_flight.update(self.in_flight)  # requests still running count
 
     def _take_fault(self, endpoint: str) -> Fault | None:
         # Faults queue up per endpoint; each request uses up one turn of the first.
@@ -214,6 +219,17 @@ class SSOProtocol:
             self.calls[endpoint] += 1
             if endpoint == "token":
                 self.calls[f"token:{request.form.get('grant_type', '')}"] += 1
+            self.in_flight[endpoint] += 1
+            self.max_in_flight[endpoint] = max(self.max_in_flight[endpoint],
+                                               self.in_flight[endpoint])
+        try:
+            return self._handle(endpoint, handler, request)
+        finally:
+            with self._lock:
+                self.in_flight[endpoint] -= 1
+
+    def _handle(self, endpoint: str, handler: Callable[[Request], Reply],
+                request: Request) -> Reply:
         if self.sso.latency > 0:
             time.sleep(self.sso.latency)
         request.fault = self._take_fault(endpoint)

@@ -99,6 +99,9 @@ class FakeEveSSO:
         self._selected: int | None = None
         self._protocol = SSOProtocol(self)
         self.calls: collections.Counter[str] = self._protocol.calls
+        # The most requests handled at once per endpoint since reset() ("token": the cap
+        # ESI_SSO_MAX_CONCURRENCY must keep).
+        self.max_concurrent: collections.Counter[str] = self._protocol.max_in_flight
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 

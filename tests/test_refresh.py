@@ -154,13 +154,12 @@ def test_require_valid_refreshes_many_in_parallel_with_bounded_concurrency(
     settings.ESI_REFRESH_CONCURRENCY = 4
     tokens = [esi_token(user, character_id=90000400 + i) for i in range(8)]
     _expire(*tokens)
-    latency = fake_sso.latency = 0.15
-    started = time.monotonic()
+    fake_sso.latency = 0.15
     valid = list(Token.objects.require_valid())
-    elapsed = time.monotonic() - started
     assert len(valid) == 8 and len({t.access_token for t in valid}) == 8
-    # 8 calls 4 at a time take 2 rounds (plus one JWKS fetch); one by one, 8 rounds.
-    assert elapsed < 6 * latency
+    # Measured by the SSO itself, not by a clock a loaded machine slows down: the calls
+    # overlapped, never more than ESI_REFRESH_CONCURRENCY at once.
+    assert 2 <= fake_sso.max_concurrent["token"] <= 4
     assert fake_sso.calls["token:refresh_token"] == 8
 
 

@@ -205,9 +205,11 @@ class SpacingLimiter:
                 self.get_client(), keys=[self.key],
                 args=[token, self.rate.interval_us, grace_us],
             )
-        except RedisUnavailableError:
+        except RedisUnavailableError as exc:
             _failures += 1
-            raise
+            if isinstance(exc, RateLimiterUnavailableError):
+                raise
+            raise RateLimiterUnavailableError(str(exc)) from exc  # e.g. no client at all
         _failures = 0
         if admitted:
             self.admitted_at = int(now_us) / 1_000_000

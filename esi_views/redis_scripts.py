@@ -196,7 +196,9 @@ def _client_from_factory(path: str) -> Any:
             client = _factory_clients.get(path)
             if client is None:
                 factory = import_string(path)
-                client = _factory_clients[path] = factory()
+                # A cluster client connects when built: an unreachable cluster is "down".
+                with redis_errors(f"ESI_RATE_LIMIT_REDIS_CLIENT {path}"):
+                    client = _factory_clients[path] = factory()
     return client
 
 
@@ -244,9 +246,11 @@ def get_redis() -> Any:
 
 
 def redis_configured() -> bool:
-    """Whether :func:`get_redis` has a Redis to give (without connecting to it)."""
+    """Whether a Redis is configured for :func:`get_redis` (reachable or not)."""
     try:
         get_redis()
     except ImproperlyConfigured:
         return False
+    except RedisUnavailableError:
+        return True  # configured, but down right now
     return True

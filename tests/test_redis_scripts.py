@@ -11,7 +11,7 @@ from redis.crc import key_slot as redis_py_key_slot
 
 from esi_views import redis_scripts
 from esi_views.exceptions import RedisUnavailableError
-from esi_views.ratelimit import RateLimiterUnavailableError, acquire, parse_rate
+from esi_views.ratelimit import RateLimiterUnavailableError, SpacingLimiter, acquire, parse_rate
 from esi_views.redis_scripts import (
     LuaScript,
     get_redis,
@@ -133,3 +133,21 @@ def test_which_redis(settings):
     locmem = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     with override_settings(CACHES=locmem):
         assert not redis_configured()
+
+
+def unreachable_cluster():
+    """A factory whose cluster is down (tests only)."""
+    from redis.cluster import RedisCluster
+
+    return RedisCluster(host="127.0.0.1", port=1, socket_connect_timeout=1)
+
+
+def test_an_unreachable_cluster_factory_is_unavailable_not_a_crash(settings):
+    settings.ESI_RATE_LIMIT_REDIS_CLIENT = f"{__name__}.unreachable_cluster"
+    redis_scripts._factory_clients.clear()
+    with pytest.raises(RedisUnavailableError, match="ESI_RATE_LIMIT_REDIS_CLIENT"):
+        get_redis()
+    assert redis_configured()  # configured, just down
+    with pytest.raises(RateLimiterUnavailableError):
+        SpacingLimiter("1/s", "k").acquire("t")
+    assert redis_scripts._factory_clients == {}  # tried again next time

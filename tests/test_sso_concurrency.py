@@ -190,9 +190,16 @@ def test_no_free_slot_in_time_is_transient_and_keeps_the_token(sso_cap, settings
     assert sso_cap.calls["token"] == before + 1
 
 
-def test_redis_down_falls_back_to_the_process_cap(sso_cap, settings, caplog):
+@pytest.mark.parametrize("down", ["url", "cluster factory"])
+def test_redis_down_falls_back_to_the_process_cap(sso_cap, settings, caplog, down):
+    from esi_views import redis_scripts
+
     tokens = refresh_tokens(sso_cap, 4)
-    settings.ESI_RATE_LIMIT_REDIS_URL = DOWN
+    if down == "url":
+        settings.ESI_RATE_LIMIT_REDIS_URL = DOWN
+    else:
+        settings.ESI_RATE_LIMIT_REDIS_CLIENT = "tests.test_redis_scripts.unreachable_cluster"
+        redis_scripts._factory_clients.clear()
     settings.ESI_SSO_MAX_CONCURRENCY = 2
     sso_cap.latency = 0.1
     sso_cap._protocol.max_in_flight.clear()

@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+import types
 from datetime import timedelta
 from pathlib import Path
 
@@ -204,7 +206,10 @@ def test_a_short_retry_after_is_waited_for(esi_token, user, fake_sso, settings, 
     token = esi_token(user)
     _expire(token, *_clones(token, 9))
     slept: list[float] = []
-    monkeypatch.setattr(cleanup.time, "sleep", slept.append)
+    # cleanup's own clock only: time.sleep itself is also how other waits (urllib3's
+    # backoff, the SSO concurrency cap's polling) pass, and they are not cleanup's.
+    monkeypatch.setattr(cleanup, "time", types.SimpleNamespace(
+        sleep=slept.append, monotonic=time.monotonic))
     fake_sso.inject("rate_limited", retry_after=7, times=2)
     report = cleanup.cleanup_token()
     assert slept == [7.0]

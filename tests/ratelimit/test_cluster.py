@@ -31,7 +31,7 @@ def test_buckets_on_every_master_keep_their_spacing(redis_cluster, cluster_key_p
         assert limiter.acquire("t0") == 0.0
         waits = [limiter.acquire(f"t{i}") for i in range(1, 4)]
         for i, wait in enumerate(waits, start=1):
-            assert i * 0.1 - 0.05 < wait <= i * 0.1
+            assert 0 < wait <= i * 0.1  # less the time the calls took (exact slots below)
         slots = [int(redis_cluster.zscore(key, f"t{i}")) for i in range(1, 4)]
         assert [b - a for a, b in itertools.pairwise(slots)] == [TEN.interval_us] * 2
 

@@ -653,14 +653,15 @@ def test_requests_are_served_concurrently(sso):
     first = login(sso)
     sso.latency = 0.3
     sso.calls.clear()
+    sso.max_concurrent.clear()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        started = time.monotonic()
         statuses = list(pool.map(lambda _: refresh(sso, first["refresh_token"]).status_code,
                                  range(8)))
-        elapsed = time.monotonic() - started
     assert statuses == [200] * 8
     assert sso.calls["token:refresh_token"] == 8
-    assert elapsed < 8 * 0.3 / 2  # overlapping, not one after another
+    # Overlapping, not one after another: counted by the server, not by a wall clock
+    # that a loaded machine stretches.
+    assert sso.max_concurrent["token"] >= 2
 
 
 # -- counters, portraits, reset ----------------------------------------------------------

@@ -47,9 +47,9 @@ def store_token(request: HttpRequest, record: CallbackRedirect, answer: Any, own
         token = Token.objects.create_from_response(answer, user=owner)
         if record.kind == Kind.LOGIN and owner is None:
             _log_in(request, token)
-            _note(request, f"Logged in as {token.character_name}.")
+            _note(request, _("Logged in as %(name)s.") % {"name": token.character_name})
         elif record.kind == Kind.LOGIN:
-            _note(request, f"Added {token.character_name} to your account.")
+            _note(request, _("Added %(name)s to your account.") % {"name": token.character_name})
         record.token = token
         record.save(update_fields=["token"])
     return token

@@ -12,14 +12,23 @@ OpenAPI client uses it: check the bucket before a call, set it from
 CCP's live OpenAPI document. Tokens are stand-ins holding a JWT of the fake SSO's keys:
 the token store is measured in bench/refresh.py.
 
+Deferral (``--only deferral``): 200 Celery tasks under ``rate_limit_retry_task``
+(bench/deferral_app.py, ``max_retries=3``), each one public ESI call, run by real
+workers against a fake ESI of ``--defer-limit`` tokens per ``--defer-window`` s; the
+makespan against the least the limit allows, tasks completed and retries left.
+
     .venv-bench/bin/python bench/esi.py --output bench/results/esi.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import multiprocessing as mp
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
@@ -339,6 +348,131 @@ def run_etag(fake: FakeEsiProcess, redis_url: str, calls: int = 200) -> dict:
     return result
 
 
+# -- 200 tasks deferred by rate_limit_retry_task ---------------------------------------------
+
+DEFER_TASKS, DEFER_WORKERS, DEFER_THREADS = 200, 2, 8
+
+
+def run_deferral(redis_url: str, limit: int, window: float) -> dict:
+    """Real Celery workers run DEFER_TASKS one-call tasks against one floating bucket."""
+    import redis
+
+    fake = FakeEsiProcess(limit, window)
+    prefix = f"esi_views:benchdefer:{os.getpid()}"
+    load = os.getloadavg()[0]
+    records = redis.Redis.from_url(redis_url)
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(BENCH_DEFER_REDIS=redis_url, BENCH_DEFER_ESI=fake.base_url,
+               BENCH_DEFER_PREFIX=prefix, PYTHONPATH=str(ROOT))
+    os.environ.update(BENCH_DEFER_REDIS=redis_url, BENCH_DEFER_PREFIX=prefix)
+    from bench import deferral_app
+
+    log = open(f"/tmp/esi-bench-deferral-{os.getpid()}.log", "w+")  # noqa: SIM115
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "bench.deferral_app", "worker", "-P", "threads",
+         "-c", str(DEFER_THREADS), "-Q", deferral_app.QUEUE, "-n", f"d{i}-{os.getpid()}@%h",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for i in range(DEFER_WORKERS)]
+    try:
+        deadline = time.monotonic() + 60
+        while records.scard(f"{prefix}:ready") < DEFER_WORKERS:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                log.seek(0)
+                raise RuntimeError(f"Celery workers did not start:\n{log.read()[-4000:]}")
+            time.sleep(0.1)
+        # One call first teaches the workers the route's group (shared through the cache),
+        # then one window passes so the run starts on a full bucket at the fake and ours.
+        deferral_app.call.apply_async((-1,))
+        _wait_for(records, f"{prefix}:done", 1, 60)
+        time.sleep(window + 0.5)
+        fake.reset()
+        records.delete(f"{prefix}:done", f"{prefix}:deferrals", f"{prefix}:failed")
+        started = time.time()
+        for n in range(DEFER_TASKS):
+            deferral_app.call.apply_async((n,))
+        ideal = (math.ceil(DEFER_TASKS * 2 / limit) - 1) * window
+        _wait_for(records, f"{prefix}:done", DEFER_TASKS, ideal * 2 + 60,
+                  failed=f"{prefix}:failed")
+        time.sleep(1.0)  # a task run twice would show up here
+        done = [json.loads(r) for r in records.lrange(f"{prefix}:done", 0, -1)]
+        calls, _spent = fake.stats()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        fake.stop()
+        failed = [r.decode() for r in records.lrange(f"{prefix}:failed", 0, -1)]
+        deferrals = int(records.get(f"{prefix}:deferrals") or 0)
+        for key in records.scan_iter(match=f"*{prefix}*", count=1000):
+            records.delete(key)
+        log.close()
+    cap = limit - max(2, math.ceil(limit * 0.05))  # ESI_HEADROOM, ESI_MIN_HEADROOM defaults
+    makespan = max(d["t"] for d in done) - started
+    return {
+        "limit": limit, "window": window, "tasks": DEFER_TASKS, "load": load,
+        "completed": len({d["n"] for d in done}), "runs": len(done),
+        "failed": len(failed), "failures": failed[:3],
+        "max_retries_used": max((d["retries"] for d in done), default=0),
+        "deferrals": deferrals, "makespan": makespan, "ideal": ideal,
+        "ideal_headroom": (math.ceil(DEFER_TASKS * 2 / cap) - 1) * window,
+        "sent": sum(v for k, v in calls.items() if k.startswith("status:")),
+        "429": calls.get("status:429", 0), "420": calls.get("status:420", 0),
+    }
+
+
+def _wait_for(records, key: str, count: int, timeout: float, failed: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while records.llen(key) < count:
+        if failed and records.llen(failed):
+            break  # a task failed for good: it will never complete
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+
+
+def render_deferral(d: dict) -> str:
+    over = d["makespan"] / d["ideal"] - 1
+    over_headroom = d["makespan"] / d["ideal_headroom"] - 1
+    return "\n".join([
+        "<!-- deferral -->",
+        "## 200 tasks deferred by `rate_limit_retry_task`",
+        "",
+        f"{d['tasks']} Celery tasks (`@rate_limit_retry_task`, `max_retries=3`), each one "
+        f"public ESI call, run by {DEFER_WORKERS} real workers x {DEFER_THREADS} threads "
+        f"(Redis broker) against a fake ESI bucket of {d['limit']} tokens per "
+        f"{d['window']:g} s (floating window, 2 tokens a call). All tasks are queued at "
+        "once; a task the limiter refuses is retried when the bucket frees. Ideal makespan: "
+        f"the last of the {d['tasks']} calls cannot start before "
+        f"(ceil({d['tasks']} x 2 / {d['limit']}) - 1) x {d['window']:g} s = {d['ideal']:g} s; "
+        f"with the default headroom (5%, at least 2 tokens kept free) "
+        f"{d['ideal_headroom']:g} s.",
+        "",
+        "| Tasks completed | Failed | Highest `request.retries` at completion | Deferrals "
+        "(retries) | Calls at the fake | 429 | 420 | Makespan | Over ideal | Over ideal with "
+        "headroom |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {d['completed']} / {d['tasks']} | {d['failed']} | {d['max_retries_used']} | "
+        f"{d['deferrals']} | {d['sent']} | {d['429']} | {d['420']} | {d['makespan']:.1f} s | "
+        f"{over:+.1%} | {over_headroom:+.1%} |",
+        "",
+        f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"load average {d['load']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
+        "<!-- /deferral -->",
+    ])
+
+
+def merge_deferral(existing: str, section: str) -> str:
+    """Put the deferral section into an existing results file, keeping its other figures."""
+    block = re.compile(r"<!-- deferral -->.*?<!-- /deferral -->", re.S)
+    if block.search(existing):
+        return block.sub(lambda _m: section, existing)
+    return existing.rstrip("\n") + "\n\n" + section + "\n"
+
+
 def render(args, rows, etag) -> str:
     lines = [
         "# ESI calls within CCP's limits",
@@ -387,13 +521,22 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL",
                                                           "redis://127.0.0.1:6379/13"))
-    parser.add_argument("--only", choices=["ours", "django-esi"], default=None)
+    parser.add_argument("--only", choices=["ours", "django-esi", "deferral"], default=None)
+    parser.add_argument("--defer-limit", type=int, default=30)
+    parser.add_argument("--defer-window", type=float, default=5.0)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     mp.set_start_method("fork")
     from esi_views.testing._fake_tokens import shared_keys
 
     shared_keys()  # made once here: the fake ESI and the workers fork with the same keys
+    if args.only == "deferral":
+        section = render_deferral(run_deferral(args.redis, args.defer_limit, args.defer_window))
+        if args.output:
+            path = Path(args.output)
+            path.write_text(merge_deferral(path.read_text() if path.exists() else "", section))
+        print(section)
+        return 0
     fake = FakeEsiProcess(args.limit, args.window)
     try:
         rows = []
@@ -406,6 +549,9 @@ def main() -> int:
     finally:
         fake.stop()
     markdown = render(args, rows, etag)
+    if args.only is None:
+        deferral = run_deferral(args.redis, args.defer_limit, args.defer_window)
+        markdown = merge_deferral(markdown, render_deferral(deferral))
     if args.output:
         Path(args.output).write_text(markdown)
     print(markdown)

@@ -364,13 +364,22 @@ def run_deferral(redis_url: str, limit: int, window: float) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(BENCH_DEFER_REDIS=redis_url, BENCH_DEFER_ESI=fake.base_url,
                BENCH_DEFER_PREFIX=prefix, PYTHONPATH=str(ROOT))
-    os.environ.update(BENCH_DEFER_REDIS=redis_url, BENCH_DEFER_PREFIX=prefix)
-    from bench import deferral_app
+    # The parent only queues tasks, by name: its Django (if run_etag set it up) is not the
+    # workers' (bench/deferral_app.py), which needs esi_views installed.
+    from celery import Celery
+
+    queue = f"{prefix}:queue"
+    sender = Celery("esi_views_bench_deferral", broker=redis_url)
+    sender.conf.update(task_default_queue=queue, task_ignore_result=True,
+                       broker_transport_options={"global_keyprefix": f"{prefix}:kombu:"})
+
+    def queue_call(n: int) -> None:
+        sender.send_task("bench.deferral.call", args=(n,), queue=queue)
 
     log = open(f"/tmp/esi-bench-deferral-{os.getpid()}.log", "w+")  # noqa: SIM115
     procs = [subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "bench.deferral_app", "worker", "-P", "threads",
-         "-c", str(DEFER_THREADS), "-Q", deferral_app.QUEUE, "-n", f"d{i}-{os.getpid()}@%h",
+         "-c", str(DEFER_THREADS), "-Q", queue, "-n", f"d{i}-{os.getpid()}@%h",
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for i in range(DEFER_WORKERS)]
     try:
@@ -382,14 +391,14 @@ def run_deferral(redis_url: str, limit: int, window: float) -> dict:
             time.sleep(0.1)
         # One call first teaches the workers the route's group (shared through the cache),
         # then one window passes so the run starts on a full bucket at the fake and ours.
-        deferral_app.call.apply_async((-1,))
+        queue_call(-1)
         _wait_for(records, f"{prefix}:done", 1, 60)
         time.sleep(window + 0.5)
         fake.reset()
         records.delete(f"{prefix}:done", f"{prefix}:deferrals", f"{prefix}:failed")
         started = time.time()
         for n in range(DEFER_TASKS):
-            deferral_app.call.apply_async((n,))
+            queue_call(n)
         ideal = (math.ceil(DEFER_TASKS * 2 / limit) - 1) * window
         _wait_for(records, f"{prefix}:done", DEFER_TASKS, ideal * 2 + 60,
                   failed=f"{prefix}:failed")

@@ -1,8 +1,11 @@
 """OpenAPI for ``EveSSOAuthentication`` through drf-spectacular (imported by ``apps.ready``).
 
-The security scheme is OAuth2's authorization-code flow against the configured EVE SSO
-(``ESI_SSO_AUTHORIZE_URL``, ``ESI_SSO_TOKEN_URL``). Each operation's requirement lists
-the scopes its esi_drf permissions require, read the way the permissions read them
+Two security schemes, either of which an operation accepts: ``eveSSO``, OAuth2's
+authorization-code flow against the configured EVE SSO (``ESI_SSO_AUTHORIZE_URL``,
+``ESI_SSO_TOKEN_URL``: how a client gets a token), and ``eveBearer``, HTTP bearer with
+a JWT (what the server reads; Swagger UI's "Authorize" takes a pasted access token
+there). Each operation's ``eveSSO`` requirement lists the scopes its esi_drf
+permissions require, read the way the permissions read them
 (``with_scopes``, ``get_required_scopes()``, ``required_scopes``; per action for
 ViewSets, as the generator sets ``view.action``). The scheme lists every scope any
 operation requires: the generator asks once per operation and registers the first
@@ -25,7 +28,8 @@ from esi_views.models import Scope
 from .composition import AllOf, AnyOf, NoneOf
 from .permissions import HasESIToken
 
-__all__ = ["EveSSOScheme", "postprocess_error_responses", "required_scopes_of"]
+__all__ = ["BEARER_SCHEME", "OAUTH2_SCHEME", "EveSSOScheme", "postprocess_error_responses",
+           "required_scopes_of"]
 
 
 def _permission_scopes(permission: Any, view: Any) -> set[str]:
@@ -58,23 +62,30 @@ def _described(scopes: set[str]) -> dict[str, str]:
     return {name: Scope(name=name).friendly_name for name in sorted(scopes)}
 
 
+OAUTH2_SCHEME = "eveSSO"
+BEARER_SCHEME = "eveBearer"
+
+
 class EveSSOScheme(OpenApiAuthenticationExtension):
     target_class = "esi_drf.authentication.EveSSOAuthentication"
     match_subclasses = True
-    name = "eveSSO"
+    # One authentication class, two ways to describe it: alternatives (OR) per operation.
+    name = [OAUTH2_SCHEME, BEARER_SCHEME]
 
-    def get_security_requirement(self, auto_schema: Any) -> dict[str, list[str]]:
-        return {self.name: required_scopes_of(auto_schema.view)}
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:
+        # OpenAPI 3.0: only OAuth2 requirements may list scopes; the bearer one is empty.
+        return [{OAUTH2_SCHEME: required_scopes_of(auto_schema.view)}, {BEARER_SCHEME: []}]
 
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
         scopes = set(required_scopes_of(auto_schema.view))
         component = ResolvedComponent(
-            name=self.name, type=ResolvedComponent.SECURITY_SCHEMA, object=self.target.__class__
+            name=OAUTH2_SCHEME, type=ResolvedComponent.SECURITY_SCHEMA,
+            object=self.target.__class__,
         )
         if component in auto_schema.registry:
             flow = auto_schema.registry[component].schema["flows"]["authorizationCode"]
             flow["scopes"] = _described(scopes | set(flow["scopes"]))
-        return {
+        oauth2 = {
             "type": "oauth2",
             "description": "An EVE SSO access token (JWT) sent as `Authorization: Bearer "
                            "<token>`; its `scp` must hold the operation's scopes.",
@@ -86,6 +97,15 @@ class EveSSOScheme(OpenApiAuthenticationExtension):
                 }
             },
         }
+        bearer = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An EVE SSO access token (JWT) you already hold, sent as "
+                           "`Authorization: Bearer <token>`; its `scp` must hold the "
+                           f"scopes listed under `{OAUTH2_SCHEME}` for the operation.",
+        }
+        return [oauth2, bearer]
 
 
 # -- the answers of a refusal (a drf-spectacular postprocessing hook) --------------------------
@@ -123,7 +143,8 @@ def postprocess_error_responses(result: dict[str, Any], generator: Any = None,
     """Add the 401 and the 403 (``esi_token_required``) bodies to protected operations.
 
     List it in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]`` (after drf-spectacular's
-    default ``postprocess_schema_enums``). Operations secured by ``eveSSO`` get the 401;
+    default ``postprocess_schema_enums``). Operations secured by ``eveSSO`` (and
+    ``eveBearer``) get the 401;
     those whose esi_drf permissions require scopes also get the 403 with ``login_url``.
     """
     used: set[str] = set()
@@ -131,8 +152,8 @@ def postprocess_error_responses(result: dict[str, Any], generator: Any = None,
         for operation in path_item.values():
             if not isinstance(operation, dict):
                 continue
-            requirements = [r[EveSSOScheme.name] for r in operation.get("security", [])
-                            if EveSSOScheme.name in r]
+            requirements = [r[OAUTH2_SCHEME] for r in operation.get("security", [])
+                            if OAUTH2_SCHEME in r]
             if not requirements:
                 continue
             responses = operation.setdefault("responses", {})

@@ -13,6 +13,7 @@ urlpatterns = [
     path("single-use/", views.SingleUseView.as_view(), name="single-use"),
     path("api-demo/", views.api_page, name="api-page"),
     path("api-demo/bearer/", views.api_bearer, name="api-bearer"),
+    path("api-demo/token/", views.api_token, name="api-token"),  # demo only
     path("tasks/", views.tasks_page, name="tasks"),
     path("tasks/start/", views.tasks_start, name="tasks-start"),
     path("tasks/<str:batch>/status/", views.tasks_status, name="tasks-status"),

@@ -16,12 +16,14 @@ from django.core.cache import cache
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_POST
 from django.views.generic import TemplateView
 
 from esi_views.accounts import merge_tokens
 from esi_views.decorators import token_required
+from esi_views.exceptions import EsiError
 from esi_views.links import portrait_url
 from esi_views.mixins import SingleUseTokenMixin, TokenRequiredMixin, TokensRequiredMixin
 from esi_views.models import Token
@@ -135,6 +137,31 @@ def api_bearer(request):
             body = answer.text[:500]
         result = {"status": answer.status_code, "body": body, "character": token.character_name}
     return render(request, "demo/api.html", {"wallet": WALLET_SCOPE, "bearer": result})
+
+
+# DEMO ONLY: a page that hands a user their own access token, for Swagger UI's
+# "Authorize" (the eveBearer scheme). A real site has no such page; its API clients get
+# tokens from the EVE SSO themselves.
+@never_cache
+@login_required
+@sensitive_variables()
+def api_token(request):
+    """The logged-in user's most recent access token (refreshed if expired), on POST only.
+
+    POST, so the token is not in a URL, the history or a prefetch; never cached.
+    """
+    context: dict = {"wallet": WALLET_SCOPE}
+    if request.method == "POST":
+        token = Token.objects.filter(user=request.user).order_by("-updated").first()
+        if token is None:
+            context["error"] = "You have no token."
+        else:
+            try:
+                context["access_token"] = token.valid_access_token()
+            except EsiError as exc:
+                context["error"] = f"Could not get a valid access token: {exc}"
+            context["token"] = describe(token)
+    return render(request, "demo/api_token.html", context)
 
 
 # -- rate-limited tasks --------------------------------------------------------------------------

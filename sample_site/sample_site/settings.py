@@ -150,7 +150,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "django-esi-views demo API",
     "DESCRIPTION": "Endpoints protected by esi_drf: your browser session or an EVE SSO "
-                   "access token as a bearer token both work.",
+                   "access token as a bearer token both work.\n\n"
+                   "**Try it out (demo only):** get your access token on "
+                   "[/api-demo/token/](/api-demo/token/), press **Authorize** and paste it "
+                   "under `eveBearer`. (`eveSSO` documents how real clients get a token; "
+                   "the demo's SSO application has no Swagger UI callback registered.)",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # 401 and 403 (esi_token_required, with login_url) on every protected operation.

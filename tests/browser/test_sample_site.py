@@ -286,3 +286,67 @@ def test_swagger_ui_and_admin_without_any_cdn(page, demo_site, shot):
     page.wait_for_selector("text=Site administration")
     page.goto(site("/admin/esi_views/token/"))
     shot(page, "admin-tokens")
+
+
+def test_swagger_ui_authorize_with_the_demo_token_and_try_it_out(page, demo_site, shot):
+    """Swagger UI's Authorize (eveBearer) with the token from the demo-only page, then Execute."""
+    site = demo_site
+    log_in(page, site, shot, "Gallente Pilot")
+
+    page.goto(site("/api-demo/token/"))
+    assert page.get_by_test_id("demo-only").is_visible()
+    assert "eyJ" not in page.content()  # shown on request (POST) only
+    with page.expect_response(site("/api-demo/token/")) as shown:
+        page.get_by_test_id("show-token").click()
+    assert "no-store" in shown.value.headers["cache-control"]
+    assert page.get_by_test_id("token-character").inner_text() == "Gallente Pilot"
+    token = page.get_by_test_id("access-token").input_value()
+    assert token.startswith("eyJ")
+    shot(page, "demo-token")
+
+    # A fresh context: no session cookie, so only the bearer token can authenticate.
+    context = page.context.browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(20_000)
+    try:
+        context.route("**/*", lambda route: route.continue_()
+                      if route.request.url.startswith("http://127.0.0.1") else route.abort())
+        docs = context.new_page()
+        docs.goto(site("/api/docs/"))
+        docs.wait_for_selector(".swagger-ui .opblock")
+        docs.get_by_role("button", name="Authorize").first.click()
+        dialog = docs.locator(".dialog-ux")
+        bearer = dialog.locator(".auth-container form", has_text="eveBearer")
+        bearer.locator("input").fill(token)
+        shot(docs, "swagger-authorize")
+        bearer.locator("button.authorize").click()
+        bearer.get_by_role("button", name="Remove authorization").wait_for()  # authorized
+        dialog.locator("button.close-modal").click()
+
+        me = docs.locator(".opblock").filter(
+            has=docs.locator(".opblock-summary-path", has_text=re.compile(r"^/api/me/$")))
+        me.locator(".opblock-summary").click()
+        me.get_by_role("button", name="Try it out").click()
+        with docs.expect_response(site("/api/me/")) as called:
+            me.get_by_role("button", name="Execute").click()
+        assert called.value.request.headers["authorization"] == f"Bearer {token}"
+        live = me.locator(".live-responses-table")
+        live.locator(".response-col_status", has_text="200").wait_for()
+        body = json.loads(live.locator(".response-col_description pre.microlight").first
+                          .inner_text())
+        assert body["character_name"] == "Gallente Pilot"
+        assert body["character_id"] == 90000003
+        assert body["authenticated_via"] == "bearer"
+        shot(docs, "swagger-try-it-out")
+
+        # Without the token the same operation is refused: the 200 came from Authorize.
+        refused = context.request.get(site("/api/me/"), headers={"Accept": "application/json"})
+        assert refused.status in (401, 403)
+        # The token page gives a visitor without a session nothing: a login, a CSRF refusal.
+        anonymous = context.request.get(site("/api-demo/token/"), max_redirects=0)
+        assert anonymous.status == 302
+        assert anonymous.headers["location"].startswith("/esi/login/")
+        forged = context.request.post(site("/api-demo/token/"), max_redirects=0)
+        assert forged.status == 403
+        assert "eyJ" not in forged.text()
+    finally:
+        context.close()

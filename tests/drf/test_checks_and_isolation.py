@@ -33,7 +33,7 @@ def test_app_registers_the_openapi_extension():
 
     assert apps.get_app_config("esi_drf").label == "esi_drf"
     scheme = OpenApiAuthenticationExtension.get_match(EveSSOAuthentication())
-    assert scheme is not None and scheme.name == "eveSSO"
+    assert scheme is not None and scheme.name == ["eveSSO", "eveBearer"]
 
 
 ISOLATED = textwrap.dedent('''

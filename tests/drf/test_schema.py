@@ -56,6 +56,13 @@ def test_security_scheme_is_eve_oauth2(schema):
     assert sorted(flow["scopes"]) == [SKILLS, WALLET]  # every scope some operation needs
 
 
+def test_bearer_scheme_takes_a_pasted_access_token(schema):
+    # What Swagger UI's "Authorize" offers without any OAuth2 client set-up.
+    assert schema["components"]["securitySchemes"]["eveBearer"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": schema["components"]["securitySchemes"]["eveBearer"]["description"]}
+
+
 def _requirement(schema, url: str) -> list[str]:
     security = schema["paths"][url]["get"]["security"]
     return next(entry["eveSSO"] for entry in security if "eveSSO" in entry)
@@ -74,6 +81,8 @@ def _requirement(schema, url: str) -> list[str]:
 ])
 def test_each_operation_lists_its_scopes(schema, url, scopes):
     assert _requirement(schema, url) == scopes
+    # Either scheme will do (OR); the bearer one carries no scopes in OpenAPI 3.0.
+    assert {"eveBearer": []} in schema["paths"][url]["get"]["security"]
 
 
 def test_served_schema_uses_the_extension(client, settings):

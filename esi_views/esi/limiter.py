@@ -10,8 +10,9 @@ tag, so every script touches one hash slot (Redis Cluster ready).
 - ``reserve``: one script, one round trip: refuse (with the wait) while the bucket is
   blocked or the cost would pass ``limit - headroom``; otherwise add the reservation.
 - ``settle``: after the answer, replace the reserved cost with what the status really
-  cost, learn the limit, align with ESI's own ``X-Ratelimit-Used`` when ESI has counted
-  more than we did (another client on the same bucket), and block the bucket on a 429.
+  cost (stamped with the answer's time, so tokens come back no sooner than at ESI),
+  learn the limit, align with ESI's own ``X-Ratelimit-Used`` when ESI has counted more
+  than we did (another client on the same bucket), and block the bucket on a 429.
 
 The error limit is one hash in its own slot. Every process keeps a copy for at most
 ``ERROR_STATE_TTL`` seconds, so checking it costs no round trip per call; any answer
@@ -67,12 +68,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, reserved, actual = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'limit', ARGV[4], 'window', ARGV[5]) end
 local window = tonumber(redis.call('HGET', KEYS[2], 'window')) or tonumber(ARGV[10])
-local score = now
-if reserved > 0 then
-  local s = redis.call('ZSCORE', KEYS[1], id .. '|' .. reserved)
-  if s then score = tonumber(s) redis.call('ZREM', KEYS[1], id .. '|' .. reserved) end
-end
-if actual > 0 then redis.call('ZADD', KEYS[1], score, id .. '|' .. actual) end
+-- The settled cost is stamped with the answer's time, not the reservation's: ESI starts
+-- the window when the request reaches it, which is after we reserved, so counting from
+-- the reservation would hand tokens back before ESI does (a 429 under in-flight delay).
+if reserved > 0 then redis.call('ZREM', KEYS[1], id .. '|' .. reserved) end
+if actual > 0 then redis.call('ZADD', KEYS[1], now, id .. '|' .. actual) end
 if ARGV[6] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
   local entries = redis.call('ZRANGE', KEYS[1], 0, -1)

@@ -242,3 +242,26 @@ def test_log_line_for_bad_group_name(fake_esi, caplog):
 
     assert headers.rate_limit({"X-Ratelimit-Group": "a}{b:c"}).group is None
     assert "X-Ratelimit-Group" in caplog.text
+
+
+def test_settled_cost_counts_from_the_answer_not_the_reservation():
+    import uuid
+
+    user = f"app:{uuid.uuid4().hex}"
+    # ESI starts a call's window when the request reaches it, after we reserved: the
+    # settled cost must come back one window after the answer, never earlier.
+    from esi_views.redis_scripts import get_redis, redis_time
+
+    reservation = limiter.reserve("test-group", user, 2, limit=100, window=60.0)
+    assert reservation.wait == 0.0
+    client = get_redis()
+    reserved_at = client.zscore(reservation.key, f"{reservation.member}|2")
+    assert reserved_at is not None
+    # Let Redis time move on by at least a few milliseconds before the answer.
+    start = redis_time(client)
+    while redis_time(client) - start < 0.02:
+        pass
+    limiter.settle("test-group", user, reservation.member, 2, 5)
+    settled_at = client.zscore(reservation.key, f"{reservation.member}|5")
+    assert client.zscore(reservation.key, f"{reservation.member}|2") is None
+    assert settled_at is not None and settled_at >= reserved_at + 20

@@ -492,38 +492,89 @@ def test_cleanup_skips_a_token_locked_by_a_request(esi_token, fake_sso):
     assert Token.objects.get(pk=token.pk).expired  # untouched, for the next run
 
 
+_GATE = 7_000_222  # a PostgreSQL advisory lock key: the child's starting gate
+
 _CLEANUP = """
+from django.db import connection
 from esi_views.cleanup import cleanup_token
-time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+with connection.cursor() as cursor:  # wait at the gate until the parent opens it
+    cursor.execute("SELECT pg_advisory_lock_shared(%s)", [int(sys.argv[1])])
+    cursor.execute("SELECT pg_advisory_unlock_shared(%s)", [int(sys.argv[1])])
 print(json.dumps(cleanup_token().as_dict()))
 """
 
 
+def _wait_for(condition, proc, what: str) -> None:
+    """Poll a recorded fact (not a clock window); fail early if the child died."""
+    deadline = time.monotonic() + 120  # only a hang guard: a loaded box may be slow
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def _waiting_at_gate() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND objid = %s AND NOT granted", [_GATE])
+        return cursor.fetchone()[0]
+
+
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("request_delay", [0.0, 0.15])
-def test_cleanup_process_racing_a_request_makes_one_sso_call(esi_token, fake_sso,
-                                                             request_delay):
-    """Real processes, so only row locks can keep them apart: PostgreSQL only."""
+@pytest.mark.parametrize("first", ["cleanup", "request"])
+def test_cleanup_process_racing_a_request_makes_one_sso_call(esi_token, fake_sso, first):
+    """Real processes, so only row locks can keep them apart: PostgreSQL only.
+
+    The order is made with recorded facts, not sleeps: the child waits at an advisory-lock
+    gate (seen in pg_locks), and "the first one is in its SSO call" is the fake SSO's counter.
+    """
     processes.require_postgresql()
     import json
-    import time
 
     user = get_user_model().objects.create_user("process-racer")
     token = esi_token(user)
     _expire(token)
     fake_sso.refresh_token_mode = "rotate"
-    fake_sso.latency = 0.3
-    start_at = time.time() + 3
-    proc = processes.start(_CLEANUP, start_at, fake_sso=fake_sso)
-    time.sleep(max(0.0, start_at + request_delay - time.time()))
-    mine = Token.objects.get(pk=token.pk).valid_access_token()
+    # The first refresher holds the row lock for this long. For "request first" the child
+    # must select the token within it; it is already connected and waiting at the gate, so
+    # this only has to cover scheduling noise on a loaded machine.
+    fake_sso.latency = 1.0
+    seen: list[str] = []
+
+    def request() -> None:
+        try:
+            seen.append(Token.objects.get(pk=token.pk).valid_access_token())
+        finally:
+            connection.close()
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [_GATE])
+    try:
+        proc = processes.start(_CLEANUP, _GATE, fake_sso=fake_sso)
+        _wait_for(lambda: _waiting_at_gate() == 1, proc, "the child at the gate")
+        if first == "request":
+            requester = threading.Thread(target=request)
+            requester.start()
+            _wait_for(lambda: fake_sso.calls["token:refresh_token"] == 1, proc,
+                      "the request's SSO call")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_GATE])
+    if first == "cleanup":
+        _wait_for(lambda: fake_sso.calls["token:refresh_token"] == 1, proc,
+                  "the cleanup's SSO call")
+        request()
+    else:
+        requester.join(60)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert fake_sso.calls["token:refresh_token"] == 1
     assert report["deleted"] == {}
+    # The child saw the token (it raced), and refreshed it only if it came first.
+    assert report["refreshed"] == (1 if first == "cleanup" else 0)
     assert report["refreshed"] + report["already_fresh"] + report["skipped_locked"] == 1
-    assert Token.objects.get(pk=token.pk).access_token == mine
+    assert len(seen) == 1 and Token.objects.get(pk=token.pk).access_token == seen[0]
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -28,6 +28,26 @@ for name, value in json.loads(os.environ["ESI_CHILD_SETTINGS"]).items():
 """
 
 
+# A starting gate for children (a PostgreSQL advisory lock the parent holds): they are set
+# up and connected before it opens, and the parent sees them waiting in pg_locks, so no
+# wall-clock start time is needed. The child calls wait_at_gate(key).
+GATE = """
+def wait_at_gate(key):
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock_shared(%s)", [key])
+        cursor.execute("SELECT pg_advisory_unlock_shared(%s)", [key])
+"""
+
+
+def waiting_at_gate(key: int) -> int:
+    """How many sessions are waiting at the advisory lock ``key``."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND objid = %s AND NOT granted", [key])
+        return cursor.fetchone()[0]
+
+
 def require_postgresql() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("cross-process row locking needs PostgreSQL (CI runs this on it)")
@@ -43,6 +63,6 @@ def start(script: str, *args: object, fake_sso) -> subprocess.Popen:
         "ESI_CHILD_SETTINGS": json.dumps(fake_sso.settings()),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", PREAMBLE + script, *map(str, args)], env=env, cwd=ROOT,
+        [sys.executable, "-c", PREAMBLE + GATE + script, *map(str, args)], env=env, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

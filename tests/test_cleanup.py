@@ -495,11 +495,8 @@ def test_cleanup_skips_a_token_locked_by_a_request(esi_token, fake_sso):
 _GATE = 7_000_222  # a PostgreSQL advisory lock key: the child's starting gate
 
 _CLEANUP = """
-from django.db import connection
 from esi_views.cleanup import cleanup_token
-with connection.cursor() as cursor:  # wait at the gate until the parent opens it
-    cursor.execute("SELECT pg_advisory_lock_shared(%s)", [int(sys.argv[1])])
-    cursor.execute("SELECT pg_advisory_unlock_shared(%s)", [int(sys.argv[1])])
+wait_at_gate(int(sys.argv[1]))
 print(json.dumps(cleanup_token().as_dict()))
 """
 
@@ -511,13 +508,6 @@ def _wait_for(condition, proc, what: str) -> None:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.01)
-
-
-def _waiting_at_gate() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                       "AND objid = %s AND NOT granted", [_GATE])
-        return cursor.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -551,7 +541,7 @@ def test_cleanup_process_racing_a_request_makes_one_sso_call(esi_token, fake_sso
         cursor.execute("SELECT pg_advisory_lock(%s)", [_GATE])
     try:
         proc = processes.start(_CLEANUP, _GATE, fake_sso=fake_sso)
-        _wait_for(lambda: _waiting_at_gate() == 1, proc, "the child at the gate")
+        _wait_for(lambda: processes.waiting_at_gate(_GATE) == 1, proc, "the child at the gate")
         if first == "request":
             requester = threading.Thread(target=request)
             requester.start()

@@ -206,10 +206,12 @@ def test_eight_threads_needing_one_expired_token_make_one_sso_call(esi_token, fa
     assert Token.objects.get(pk=token.pk).access_token == seen[0]
 
 
+_GATE = 7_000_333  # a PostgreSQL advisory lock key: the children's starting gate
+
 _VALID_ACCESS_TOKEN = """
 from esi_views.models import Token
 token = Token.objects.get(pk=int(sys.argv[1]))
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+wait_at_gate(int(sys.argv[2]))
 print(token.valid_access_token())
 """
 
@@ -223,9 +225,21 @@ def test_eight_processes_needing_one_expired_token_make_one_sso_call(esi_token, 
     _expire(token)
     fake_sso.refresh_token_mode = "rotate"
     fake_sso.latency = 0.05
-    start_at = time.time() + 3
-    procs = [processes.start(_VALID_ACCESS_TOKEN, token.pk, start_at, fake_sso=fake_sso)
-             for _ in range(8)]
+    # All eight set up and waiting at the gate before it opens: a real race however slow
+    # the machine is to start them (a start time 3 s ahead was missed under load).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [_GATE])
+    try:
+        procs = [processes.start(_VALID_ACCESS_TOKEN, token.pk, _GATE, fake_sso=fake_sso)
+                 for _ in range(8)]
+        deadline = time.monotonic() + 120  # a hang guard only
+        while processes.waiting_at_gate(_GATE) < 8:
+            assert all(proc.poll() is None for proc in procs), procs[0].communicate()
+            assert time.monotonic() < deadline, "the children did not reach the gate"
+            time.sleep(0.05)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_GATE])
     outputs = [proc.communicate(timeout=60) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err for _, err in outputs]
     seen = {out.strip() for out, _ in outputs}

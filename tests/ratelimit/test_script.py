@@ -146,7 +146,7 @@ def test_exact_under_contention(redis_client, key_prefix, text, monkeypatch):
                     token = uuid.uuid4().hex
                 else:  # as a caller would: back when the reserved slot comes
                     time.sleep(wait)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]

@@ -279,13 +279,12 @@ def test_a_sent_code_exchange_is_not_repeated_on_503(fake_sso, pilot):
 def test_timeouts_apply_and_a_sent_post_is_not_repeated(fake_sso, pilot, settings):
     token = login(fake_sso, pilot.character_id)
     settings.ESI_SSO_TIMEOUT = (2.0, 0.3)
-    # The answer comes at 5 s: getting SSOTimeoutError at all shows the 0.3 s read timeout
-    # applied (with the answer we would have had a token); the bound leaves room for load.
-    fake_sso.inject("timeout", seconds=5)
-    started = time.monotonic()
+    # The answer comes at 1.5 s: getting SSOTimeoutError at all shows the 0.3 s read timeout
+    # applied (waiting for the answer would have given us a token), so no wall-clock bound.
+    # (Short: the delayed handler runs on, and the fake SSO is shared with later tests.)
+    fake_sso.inject("timeout", seconds=1.5)
     with pytest.raises(SSOTimeoutError):
         sso.refresh(token.refresh_token)
-    assert time.monotonic() - started < 5
     assert fake_sso.calls["token:refresh_token"] == 1
 
 

@@ -594,16 +594,15 @@ def test_jwt_shaping_faults(sso):
 
 def test_timeout_fault_delays_then_answers(sso):
     first = login(sso)
-    # Long enough that "the fault applied again" cannot pass for a slow answer on a loaded
-    # machine (the delayed handler runs on in a daemon thread).
-    sso.inject("timeout", seconds=5)
+    # Short: the delayed handler runs on, and the server is shared with later tests.
+    sso.inject("timeout", seconds=0.6)
     with pytest.raises(requests.Timeout):
         requests.post(f"{sso.base_url}/v2/oauth/token", timeout=0.2,
                       auth=(CLIENT_ID, SECRET),
                       data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
-    started = time.monotonic()
+    # The first request used the fault up (a recorded fact: no wall-clock bound needed).
+    assert not sso._protocol._faults.get("token")
     assert refresh(sso, first["refresh_token"]).status_code == 200
-    assert time.monotonic() - started < 5  # the fault was used up by the first request
 
 
 def test_faults_on_other_endpoints(sso):

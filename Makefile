@@ -65,7 +65,7 @@ bench: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/views.py
 	$(BENCH_VENV)/bin/python bench/cleanup.py
 	$(BENCH_VENV)/bin/python bench/drf.py --output bench/results/drf.md
-	BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BENCH_VENV)/bin/python bench/esi.py --output bench/results/esi.md
+	BENCH_REDIS_URL=$(BENCH_REDIS_URL) $(BENCH_VENV)/bin/python bench/esi_limits.py --output bench/results/esi.md
 
 # Translations: refresh the catalogues of both packages from the code and templates
 # (then translate the new entries), and compile them. tests/test_translations.py fails

@@ -1,6 +1,6 @@
-"""The Celery app of bench/esi.py's deferral scenario, run by real worker processes.
+"""The Celery app of bench/esi_limits.py's deferral scenario, run by real worker processes.
 
-Configured from the environment bench/esi.py gives the workers: ``BENCH_DEFER_REDIS``
+Configured from the environment bench/esi_limits.py gives the workers: ``BENCH_DEFER_REDIS``
 (broker, limiter, shared group cache and the records the benchmark reads),
 ``BENCH_DEFER_ESI`` (the fake ESI) and ``BENCH_DEFER_PREFIX`` (namespaces every key
 and the queue, one per run).

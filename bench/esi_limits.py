@@ -17,7 +17,7 @@ Deferral (``--only deferral``): 200 Celery tasks under ``rate_limit_retry_task``
 workers against a fake ESI of ``--defer-limit`` tokens per ``--defer-window`` s; the
 makespan against the least the limit allows, tasks completed and retries left.
 
-    .venv-bench/bin/python bench/esi.py --output bench/results/esi.md
+    .venv-bench/bin/python bench/esi_limits.py --output bench/results/esi.md
 """
 
 from __future__ import annotations

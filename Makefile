@@ -83,6 +83,7 @@ messages: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # The sdist and the wheel in dist/, checked by twine (metadata, README rendering).

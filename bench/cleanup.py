@@ -48,14 +48,21 @@ def _ours_expired(seed, count: int) -> None:
 
     Token.objects.exclude(pk=seed.pk).delete()
     past = datetime.now(UTC) - timedelta(minutes=5)
-    Token.objects.bulk_create([
-        Token(user_id=seed.user_id, character_id=seed.character_id,
-              character_name=seed.character_name,
-              character_owner_hash=seed.character_owner_hash,
-              access_token=seed.access_token, refresh_token=seed.refresh_token,
-              expires_at=past)
-        for _ in range(count - 1)
-    ], batch_size=500)
+    Token.objects.bulk_create(
+        [
+            Token(
+                user_id=seed.user_id,
+                character_id=seed.character_id,
+                character_name=seed.character_name,
+                character_owner_hash=seed.character_owner_hash,
+                access_token=seed.access_token,
+                refresh_token=seed.refresh_token,
+                expires_at=past,
+            )
+            for _ in range(count - 1)
+        ],
+        batch_size=500,
+    )
     Token.objects.filter(pk=seed.pk).update(expires_at=past)
 
 
@@ -63,16 +70,25 @@ def _theirs_expired(seed, count: int) -> None:
     from esi.models import Token as EsiToken
 
     EsiToken.objects.all().delete()
-    rows = EsiToken.objects.bulk_create([
-        EsiToken(user_id=seed.user_id, character_id=seed.character_id,
-                 character_name=seed.character_name,
-                 character_owner_hash=seed.character_owner_hash, token_type="character",
-                 access_token=seed.access_token, refresh_token=seed.refresh_token,
-                 sso_version=2)
-        for _ in range(count)
-    ], batch_size=500)
+    rows = EsiToken.objects.bulk_create(
+        [
+            EsiToken(
+                user_id=seed.user_id,
+                character_id=seed.character_id,
+                character_name=seed.character_name,
+                character_owner_hash=seed.character_owner_hash,
+                token_type="character",
+                access_token=seed.access_token,
+                refresh_token=seed.refresh_token,
+                sso_version=2,
+            )
+            for _ in range(count)
+        ],
+        batch_size=500,
+    )
     EsiToken.objects.filter(pk__in=[r.pk for r in rows]).update(
-        created=datetime.now(UTC) - timedelta(hours=2))
+        created=datetime.now(UTC) - timedelta(hours=2)
+    )
 
 
 def bench_refresh(fake, seed, count: int, repeat: int) -> dict:
@@ -134,42 +150,87 @@ def _copy_rows(seed, dead_refresh: str, rows: int) -> dict[str, int]:
 
     Token.objects.exclude(pk=seed.pk).delete()
     prep = Token._meta.get_field("access_token").get_prep_value
-    access, good_refresh, dead = (prep(seed.access_token), prep(seed.refresh_token),
-                                  prep(dead_refresh))
+    access, good_refresh, dead = (
+        prep(seed.access_token),
+        prep(seed.refresh_token),
+        prep(dead_refresh),
+    )
     expired_ok, expired_dead, no_refresh, old_user_less, young_user_less = (
-        rows * 8 // 1000, rows // 1000, rows // 2000, rows // 4000, rows // 4000)
-    fresh = rows - 1 - (expired_ok + expired_dead + no_refresh + old_user_less
-                        + young_user_less)
+        rows * 8 // 1000,
+        rows // 1000,
+        rows // 2000,
+        rows // 4000,
+        rows // 4000,
+    )
+    fresh = rows - 1 - (expired_ok + expired_dead + no_refresh + old_user_less + young_user_less)
     now = datetime.now(UTC)
     old = now - timedelta(days=2)
     user = str(seed.user_id)
     kinds = [  # (count, user, created, expires_at(i), refresh token)
-        (fresh, user, now, lambda i: now + timedelta(minutes=2, microseconds=i * 1000),
-         good_refresh),
-        (expired_ok, user, old, lambda i: now - timedelta(minutes=1, microseconds=i * 997),
-         good_refresh),
-        (expired_dead, user, old, lambda i: now - timedelta(minutes=1, microseconds=i * 991),
-         dead),
+        (
+            fresh,
+            user,
+            now,
+            lambda i: now + timedelta(minutes=2, microseconds=i * 1000),
+            good_refresh,
+        ),
+        (
+            expired_ok,
+            user,
+            old,
+            lambda i: now - timedelta(minutes=1, microseconds=i * 997),
+            good_refresh,
+        ),
+        (expired_dead, user, old, lambda i: now - timedelta(minutes=1, microseconds=i * 991), dead),
         (no_refresh, user, old, lambda i: now - timedelta(minutes=1, microseconds=i * 983), ""),
-        (old_user_less, None, old, lambda i: now - timedelta(hours=1, microseconds=i),
-         good_refresh),
-        (young_user_less, None, now, lambda i: now - timedelta(minutes=1, microseconds=i),
-         good_refresh),
+        (
+            old_user_less,
+            None,
+            old,
+            lambda i: now - timedelta(hours=1, microseconds=i),
+            good_refresh,
+        ),
+        (
+            young_user_less,
+            None,
+            now,
+            lambda i: now - timedelta(minutes=1, microseconds=i),
+            good_refresh,
+        ),
     ]
-    columns = ("created, updated, user_id, character_id, character_name, character_owner_hash,"
-               " token_type, access_token, refresh_token, expires_at")
+    columns = (
+        "created, updated, user_id, character_id, character_name, character_owner_hash,"
+        " token_type, access_token, refresh_token, expires_at, scope_digest"
+    )
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg 3 cursor: COPY FROM STDIN
         with raw.copy(f"COPY esi_views_token ({columns}) FROM STDIN") as copy:
             for count, user_id, created, expires, refresh in kinds:
                 for i in range(count):
-                    copy.write_row((created, created, user_id, seed.character_id,
-                                    seed.character_name, seed.character_owner_hash,
-                                    "character", access, refresh, expires(i)))
+                    copy.write_row(
+                        (
+                            created,
+                            created,
+                            user_id,
+                            seed.character_id,
+                            seed.character_name,
+                            seed.character_owner_hash,
+                            "character",
+                            access,
+                            refresh,
+                            expires(i),
+                            "",
+                        )
+                    )
         cursor.execute("ANALYZE esi_views_token")
-    return {"fresh": fresh + 1, "expired_refreshable": expired_ok, "expired_dead": expired_dead,
-            "expired_no_refresh_token": no_refresh, "user_less_old": old_user_less,
-            "user_less_young_expired": young_user_less}
+    return {
+        "fresh": fresh + 1,
+        "expired_refreshable": expired_ok,
+        "expired_dead": expired_dead,
+        "expired_no_refresh_token": no_refresh,
+        "user_less_old": old_user_less,
+        "user_less_young_expired": young_user_less,
+    }
 
 
 _CHILD = r"""
@@ -216,17 +277,19 @@ def bench_million(fake, seed, rows: int) -> dict:
     print(f"  loaded {rows} rows in {load_s:.1f} s", file=sys.stderr)
     fake.set_latency(LATENCY)
     before = fake.refresh_calls
-    env = {**os.environ, "BENCH_ROOT": str(ROOT),
-           "BENCH_SETTINGS": json.dumps({**fake.settings(),
-                                         "ESI_SSO_ISSUERS": [common.EVE_ISSUER]})}
-    done = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
-                          text=True, check=False)
+    env = {
+        **os.environ,
+        "BENCH_ROOT": str(ROOT),
+        "BENCH_SETTINGS": json.dumps({**fake.settings(), "ESI_SSO_ISSUERS": [common.EVE_ISSUER]}),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, check=False
+    )
     fake.set_latency(0.0)
     if done.returncode:
         raise SystemExit(f"child failed:\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    result.update(rows=rows, mix=mix, load_s=load_s,
-                  sso_calls=fake.refresh_calls - before)
+    result.update(rows=rows, mix=mix, load_s=load_s, sso_calls=fake.refresh_calls - before)
     return result
 
 
@@ -234,8 +297,7 @@ def bench_million(fake, seed, rows: int) -> dict:
 
 
 def write_markdown(refresh: dict, million: dict, count: int, repeat: int) -> str:
-    ours_c, ours_b, theirs = (refresh["ours_cleanup"], refresh["ours_bulk"],
-                              refresh["theirs_bulk"])
+    ours_c, ours_b, theirs = (refresh["ours_cleanup"], refresh["ours_bulk"], refresh["theirs_bulk"])
     ratio_c = ours_c["tokens_per_s"] / theirs["tokens_per_s"]
     ratio_b = ours_b["tokens_per_s"] / theirs["tokens_per_s"]
     full, subset = million["full"], million["subset"]
@@ -253,29 +315,42 @@ def write_markdown(refresh: dict, million: dict, count: int, repeat: int) -> str
         ("ours `cleanup_token()` (batches of 100)", ours_c, ratio_c),
         ("ours `Token.objects.all().bulk_refresh()`", ours_b, ratio_b),
     ):
-        w(f"| {label} | {row['median_s']:.2f} s | {row['tokens_per_s']:.0f} | "
-          f"{ratio:.1f}x | {row['sso_calls']} | {row['refreshed']} |\n")
-    w(f"\nAll runs (s): django-esi {[round(t, 2) for t in theirs['runs_s']]}, "
-      f"cleanup_token {[round(t, 2) for t in ours_c['runs_s']]}, "
-      f"bulk_refresh {[round(t, 2) for t in ours_b['runs_s']]}.\n\n")
+        w(
+            f"| {label} | {row['median_s']:.2f} s | {row['tokens_per_s']:.0f} | "
+            f"{ratio:.1f}x | {row['sso_calls']} | {row['refreshed']} |\n"
+        )
+    w(
+        f"\nAll runs (s): django-esi {[round(t, 2) for t in theirs['runs_s']]}, "
+        f"cleanup_token {[round(t, 2) for t in ours_c['runs_s']]}, "
+        f"bulk_refresh {[round(t, 2) for t in ours_b['runs_s']]}.\n\n"
+    )
     w(f"## (b) Cleanup over {million['rows']:,} token rows\n\n")
-    w("Rows loaded with COPY (" + ", ".join(f"{k.replace('_', ' ')} {v:,}"
-                                            for k, v in million["mix"].items())
-      + f") in {million['load_s']:.0f} s. Measured in a fresh child process; the fake SSO "
-      f"answers in {LATENCY * 1000:.0f} ms.\n\n")
+    w(
+        "Rows loaded with COPY ("
+        + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in million["mix"].items())
+        + f") in {million['load_s']:.0f} s. Measured in a fresh child process; the fake SSO "
+        f"answers in {LATENCY * 1000:.0f} ms.\n\n"
+    )
     w("| run | wall time | SQL queries | refreshed | deleted | skipped | SSO calls |\n")
     w("|---|---:|---:|---:|---|---:|---:|\n")
-    for label, run in (("`cleanup_token()`", full), ("`cleanup_token_subset(48)` "
-                                                     "(one bucket, after the full run)", subset)):
+    for label, run in (
+        ("`cleanup_token()`", full),
+        ("`cleanup_token_subset(48)` (one bucket, after the full run)", subset),
+    ):
         report = run["report"]
-        skipped = (report["skipped_transient"] + report["skipped_locked"]
-                   + report["skipped_rejected"])
-        w(f"| {label} | {run['wall_s']:.1f} s | {run['queries']:,} | {report['refreshed']:,} | "
-          f"{sum(report['deleted'].values()):,} {report['deleted']} | {skipped} | "
-          f"{report['sso_calls']:,} |\n")
-    w(f"\nPeak RSS of the cleanup process: **{million['peak_rss_kb'] / 1024:.0f} MB** "
-      f"(after Django setup, before cleanup: {million['baseline_rss_kb'] / 1024:.0f} MB). "
-      f"Young user-less tokens kept: {full['report']['kept_young_single_use']:,}.\n")
+        skipped = (
+            report["skipped_transient"] + report["skipped_locked"] + report["skipped_rejected"]
+        )
+        w(
+            f"| {label} | {run['wall_s']:.1f} s | {run['queries']:,} | {report['refreshed']:,} | "
+            f"{sum(report['deleted'].values()):,} {report['deleted']} | {skipped} | "
+            f"{report['sso_calls']:,} |\n"
+        )
+    w(
+        f"\nPeak RSS of the cleanup process: **{million['peak_rss_kb'] / 1024:.0f} MB** "
+        f"(after Django setup, before cleanup: {million['baseline_rss_kb'] / 1024:.0f} MB). "
+        f"Young user-less tokens kept: {full['report']['kept_young_single_use']:,}.\n"
+    )
     return out.getvalue()
 
 
@@ -306,8 +381,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(refresh, indent=2))
         return 0
     common.write_results(RESULTS, write_markdown(refresh, million, args.refresh, args.repeat))
-    print(f"peak RSS of this (parent) process: "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", file=sys.stderr)
+    print(
+        f"peak RSS of this (parent) process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -28,11 +28,16 @@ def ensure_database() -> None:
     from bench import settings
 
     db = dj_database_url.parse(settings.DATABASE_URL)
-    params = {"host": db["HOST"], "port": db["PORT"] or 5432, "user": db["USER"],
-              "password": db["PASSWORD"] or None}
+    params = {
+        "host": db["HOST"],
+        "port": db["PORT"] or 5432,
+        "user": db["USER"],
+        "password": db["PASSWORD"] or None,
+    }
     with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              [db["NAME"]]).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
+        ).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
@@ -138,9 +143,13 @@ def seed_token(fake, user):
     """One real token (code exchange at the fake): its refresh token serves every copy."""
     from esi_views.testing.logins import create_token
 
-    return create_token(fake, user=user, character_id=90000001, character_name="Bench Pilot",
-                        scopes=["esi-skills.read_skills.v1"])
-
+    return create_token(
+        fake,
+        user=user,
+        character_id=90000001,
+        character_name="Bench Pilot",
+        scopes=["esi-skills.read_skills.v1"],
+    )
 
 
 def machine() -> str:
@@ -162,11 +171,13 @@ def machine() -> str:
 
     import django
 
-    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GB RAM, "
-            f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-            f"Django {django.get_version()}, PostgreSQL {pg}, django-esi "
-            f"{version('django-esi')}, ESI_REFRESH_CONCURRENCY="
-            f"{__import__('esi_views.conf').conf.esi_settings.REFRESH_CONCURRENCY}")
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem_kb / 2**20:.0f} GB RAM, "
+        f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
+        f"Django {django.get_version()}, PostgreSQL {pg}, django-esi "
+        f"{version('django-esi')}, ESI_REFRESH_CONCURRENCY="
+        f"{__import__('esi_views.conf').conf.esi_settings.REFRESH_CONCURRENCY}"
+    )
 
 
 def vacuum(*tables: str) -> None:

@@ -29,8 +29,13 @@ if not settings.configured:
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
         # Redis, so one worker's first call teaches every worker the route's group; the
         # routes called are all distinct, so no answer is served from this cache.
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                            "LOCATION": REDIS_URL, "KEY_PREFIX": f"{PREFIX}:cache"}},
+        CACHES={
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": REDIS_URL,
+                "KEY_PREFIX": f"{PREFIX}:cache",
+            }
+        },
         USE_TZ=True,
         ESI_API_URL=os.environ.get("BENCH_DEFER_ESI", "http://127.0.0.1:1"),
         ESI_RATE_LIMIT_REDIS_URL=REDIS_URL,
@@ -76,5 +81,6 @@ def _ready(sender=None, **kwargs) -> None:
 def call(self, n: int) -> None:
     """One public ESI call (a distinct character each, so nothing comes from a cache)."""
     public().get("/characters/{character_id}", character_id=FIRST_CHARACTER + n)
-    _records.rpush(f"{PREFIX}:done", json.dumps(
-        {"n": n, "t": time.time(), "retries": self.request.retries}))
+    _records.rpush(
+        f"{PREFIX}:done", json.dumps({"n": n, "t": time.time(), "retries": self.request.retries})
+    )

@@ -41,8 +41,12 @@ def configure(sso_settings: dict) -> None:
         ROOT_URLCONF=__name__,
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         INSTALLED_APPS=[
-            "django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
-            "esi_views", "rest_framework", "esi_drf",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "esi_views",
+            "rest_framework",
+            "esi_drf",
         ],
         MIDDLEWARE=[
             "django.contrib.sessions.middleware.SessionMiddleware",
@@ -183,14 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         session.force_login(user)
         jwks_before = sso.calls["jwks"]
         cases = [
-            ("plain IsAuthenticated, static token (baseline)", Client(), "/plain/",
-             {"HTTP_AUTHORIZATION": f"Token {STATIC_TOKEN}"}),
+            (
+                "plain IsAuthenticated, static token (baseline)",
+                Client(),
+                "/plain/",
+                {"HTTP_AUTHORIZATION": f"Token {STATIC_TOKEN}"},
+            ),
             ("plain IsAuthenticated, session", session, "/plain-session/", {}),
             ("EveSSOAuthentication + HasESIToken (bearer JWT)", Client(), "/bearer/", bearer),
             ("session + HasESIToken (stored token)", session, "/session-token/", {}),
         ]
-        results = [(name, measure(c, url, h, args.requests, args.runs))
-                   for name, c, url, h in cases]
+        results = [
+            (name, measure(c, url, h, args.requests, args.runs)) for name, c, url, h in cases
+        ]
         verify_us = time_verification(bearer["HTTP_AUTHORIZATION"].split()[1], args.requests)
         jwks_calls = sso.calls["jwks"] - jwks_before
 
@@ -235,8 +244,10 @@ def write_report(args, results, jwks_calls: int, verify_us: float) -> None:
         "",
         "Per-run rates (req/s):",
         "",
-        *(f"- {name}: " + ", ".join(f"{r:,.0f}" for r in result["rates"])
-          for name, result in results),
+        *(
+            f"- {name}: " + ", ".join(f"{r:,.0f}" for r in result["rates"])
+            for name, result in results
+        ),
         "",
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)

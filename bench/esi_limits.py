@@ -94,8 +94,12 @@ def mint(character_id: int) -> str:
     from esi_views.testing import FakeEveSSO
 
     sso = FakeEveSSO(client_id="fake-client-id")
-    return sso.mint_access_token(character_id, [SCOPE, "esi-skills.read_skills.v1"],
-                                 issuer="login.eveonline.com", expires_in=3600)
+    return sso.mint_access_token(
+        character_id,
+        [SCOPE, "esi-skills.read_skills.v1"],
+        issuer="login.eveonline.com",
+        expires_in=3600,
+    )
 
 
 # -- the fake ESI in its own process --------------------------------------------------------
@@ -170,9 +174,11 @@ class _CountingCache:
     def __getattr__(self, name):
         attribute = getattr(self._cache, name)
         if callable(attribute) and name in ("get", "set", "ttl", "decr", "delete"):
+
             def counted(*args, **kwargs):
                 self._counter[0] += 1
                 return attribute(*args, **kwargs)
+
             return counted
         return attribute
 
@@ -201,8 +207,11 @@ def _django_esi_caller(esi_url: str, limit: int, window: float, counter):
         if character_id is None:
             response = session.get(esi_url + "/status", timeout=30)
         else:
-            response = session.get(f"{esi_url}/characters/{character_id}/wallet", timeout=30,
-                                   headers={"Authorization": f"Bearer {jwt}"})
+            response = session.get(
+                f"{esi_url}/characters/{character_id}/wallet",
+                timeout=30,
+                headers={"Authorization": f"Bearer {jwt}"},
+            )
         if "x-ratelimit-remaining" in response.headers:
             limits.set_bucket(bucket, response.headers["x-ratelimit-remaining"])
         return "sent"
@@ -221,8 +230,7 @@ def _worker(lib, index, redis_url, esi_url, limit, window, start, duration, rate
 def _work(lib, index, redis_url, esi_url, limit, window, start, duration, rates, out):
     configure(redis_url, esi_url)
     counter = [0]
-    call = _ours_caller() if lib == "ours" else _django_esi_caller(esi_url, limit, window,
-                                                                   counter)
+    call = _ours_caller() if lib == "ours" else _django_esi_caller(esi_url, limit, window, counter)
     mine = CHARACTERS[index::PROCESSES]
     tokens = {c: mint(c) for c in mine}
     ready, go, start_value = start
@@ -234,7 +242,7 @@ def _work(lib, index, redis_url, esi_url, limit, window, start, duration, rates,
 
     def thread(t: int) -> None:
         public_thread = t == THREADS - 1
-        chars = [None] if public_thread else mine[t::THREADS - 1] or mine
+        chars = [None] if public_thread else mine[t :: THREADS - 1] or mine
         interval = 1.0 / (rates[1] if public_thread else rates[0])
         next_at, n, counts = start_at + t * interval / THREADS, 0, {}
         while True:
@@ -270,19 +278,37 @@ def _work(lib, index, redis_url, esi_url, limit, window, start, duration, rates,
     out.put(results)
 
 
-def run_load(lib: str, fake: FakeEsiProcess, redis_url: str, limit: int, window: float,
-             windows: int) -> dict:
+def run_load(
+    lib: str, fake: FakeEsiProcess, redis_url: str, limit: int, window: float, windows: int
+) -> dict:
     fake.reset()
     _clear(redis_url)
     duration = windows * window
     allowed_calls = limit / 2 / window  # per bucket and second, at 2 tokens a call
-    rates = (2 * allowed_calls * len(CHARACTERS) / (PROCESSES * (THREADS - 1)),
-             2 * allowed_calls / PROCESSES)
+    rates = (
+        2 * allowed_calls * len(CHARACTERS) / (PROCESSES * (THREADS - 1)),
+        2 * allowed_calls / PROCESSES,
+    )
     out: mp.Queue = mp.Queue()
     ready, go, start_value = mp.Queue(), mp.Event(), mp.Value("d", 0.0)
-    procs = [mp.Process(target=_worker, args=(lib, i, redis_url, fake.base_url, limit, window,
-                                              (ready, go, start_value), duration, rates, out))
-             for i in range(PROCESSES)]
+    procs = [
+        mp.Process(
+            target=_worker,
+            args=(
+                lib,
+                i,
+                redis_url,
+                fake.base_url,
+                limit,
+                window,
+                (ready, go, start_value),
+                duration,
+                rates,
+                out,
+            ),
+        )
+        for i in range(PROCESSES)
+    ]
     for p in procs:
         p.start()
     for _ in procs:  # every worker set up (imports, Django, tokens) before the clock starts
@@ -313,8 +339,11 @@ def run_load(lib: str, fake: FakeEsiProcess, redis_url: str, limit: int, window:
         "auth_share": spent.get("char-wallet", 0) / auth_allowed,
         "public_share": spent.get("status", 0) / public_allowed,
         "reserve_per_attempt": reserved / attempts if lib == "ours" and attempts else None,
-        "trips_per_attempt": (sum(v for k, v in totals.items() if k.startswith("round_trips"))
-                              / attempts if attempts else 0),
+        "trips_per_attempt": (
+            sum(v for k, v in totals.items() if k.startswith("round_trips")) / attempts
+            if attempts
+            else 0
+        ),
     }
 
 
@@ -362,26 +391,58 @@ def run_deferral(redis_url: str, limit: int, window: float) -> dict:
     load = os.getloadavg()[0]
     records = redis.Redis.from_url(redis_url)
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env.update(BENCH_DEFER_REDIS=redis_url, BENCH_DEFER_ESI=fake.base_url,
-               BENCH_DEFER_PREFIX=prefix, PYTHONPATH=str(ROOT))
+    env.update(
+        BENCH_DEFER_REDIS=redis_url,
+        BENCH_DEFER_ESI=fake.base_url,
+        BENCH_DEFER_PREFIX=prefix,
+        PYTHONPATH=str(ROOT),
+    )
     # The parent only queues tasks, by name: its Django (if run_etag set it up) is not the
     # workers' (bench/deferral_app.py), which needs esi_views installed.
     from celery import Celery
 
     queue = f"{prefix}:queue"
     sender = Celery("esi_views_bench_deferral", broker=redis_url)
-    sender.conf.update(task_default_queue=queue, task_ignore_result=True,
-                       broker_transport_options={"global_keyprefix": f"{prefix}:kombu:"})
+    sender.conf.update(
+        task_default_queue=queue,
+        task_ignore_result=True,
+        broker_transport_options={"global_keyprefix": f"{prefix}:kombu:"},
+    )
 
     def queue_call(n: int) -> None:
         sender.send_task("bench.deferral.call", args=(n,), queue=queue)
 
     log = open(f"/tmp/esi-bench-deferral-{os.getpid()}.log", "w+")  # noqa: SIM115
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.deferral_app", "worker", "-P", "threads",
-         "-c", str(DEFER_THREADS), "-Q", queue, "-n", f"d{i}-{os.getpid()}@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for i in range(DEFER_WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.deferral_app",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                str(DEFER_THREADS),
+                "-Q",
+                queue,
+                "-n",
+                f"d{i}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(DEFER_WORKERS)
+    ]
     try:
         deadline = time.monotonic() + 60
         while records.scard(f"{prefix}:ready") < DEFER_WORKERS:
@@ -400,8 +461,7 @@ def run_deferral(redis_url: str, limit: int, window: float) -> dict:
         for n in range(DEFER_TASKS):
             queue_call(n)
         ideal = (math.ceil(DEFER_TASKS * 2 / limit) - 1) * window
-        _wait_for(records, f"{prefix}:done", DEFER_TASKS, ideal * 2 + 60,
-                  failed=f"{prefix}:failed")
+        _wait_for(records, f"{prefix}:done", DEFER_TASKS, ideal * 2 + 60, failed=f"{prefix}:failed")
         time.sleep(1.0)  # a task run twice would show up here
         done = [json.loads(r) for r in records.lrange(f"{prefix}:done", 0, -1)]
         calls, _spent = fake.stats()
@@ -422,14 +482,22 @@ def run_deferral(redis_url: str, limit: int, window: float) -> dict:
     cap = limit - max(2, math.ceil(limit * 0.05))  # ESI_HEADROOM, ESI_MIN_HEADROOM defaults
     makespan = max(d["t"] for d in done) - started
     return {
-        "limit": limit, "window": window, "tasks": DEFER_TASKS, "load": load,
-        "completed": len({d["n"] for d in done}), "runs": len(done),
-        "failed": len(failed), "failures": failed[:3],
+        "limit": limit,
+        "window": window,
+        "tasks": DEFER_TASKS,
+        "load": load,
+        "completed": len({d["n"] for d in done}),
+        "runs": len(done),
+        "failed": len(failed),
+        "failures": failed[:3],
         "max_retries_used": max((d["retries"] for d in done), default=0),
-        "deferrals": deferrals, "makespan": makespan, "ideal": ideal,
+        "deferrals": deferrals,
+        "makespan": makespan,
+        "ideal": ideal,
         "ideal_headroom": (math.ceil(DEFER_TASKS * 2 / cap) - 1) * window,
         "sent": sum(v for k, v in calls.items() if k.startswith("status:")),
-        "429": calls.get("status:429", 0), "420": calls.get("status:420", 0),
+        "429": calls.get("status:429", 0),
+        "420": calls.get("status:420", 0),
     }
 
 
@@ -446,32 +514,34 @@ def _wait_for(records, key: str, count: int, timeout: float, failed: str | None 
 def render_deferral(d: dict) -> str:
     over = d["makespan"] / d["ideal"] - 1
     over_headroom = d["makespan"] / d["ideal_headroom"] - 1
-    return "\n".join([
-        "<!-- deferral -->",
-        "## 200 tasks deferred by `rate_limit_retry_task`",
-        "",
-        f"{d['tasks']} Celery tasks (`@rate_limit_retry_task`, `max_retries=3`), each one "
-        f"public ESI call, run by {DEFER_WORKERS} real workers x {DEFER_THREADS} threads "
-        f"(Redis broker) against a fake ESI bucket of {d['limit']} tokens per "
-        f"{d['window']:g} s (floating window, 2 tokens a call). All tasks are queued at "
-        "once; a task the limiter refuses is retried when the bucket frees. Ideal makespan: "
-        f"the last of the {d['tasks']} calls cannot start before "
-        f"(ceil({d['tasks']} x 2 / {d['limit']}) - 1) x {d['window']:g} s = {d['ideal']:g} s; "
-        f"with the default headroom (5%, at least 2 tokens kept free) "
-        f"{d['ideal_headroom']:g} s.",
-        "",
-        "| Tasks completed | Failed | Highest `request.retries` at completion | Deferrals "
-        "(retries) | Calls at the fake | 429 | 420 | Makespan | Over ideal | Over ideal with "
-        "headroom |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {d['completed']} / {d['tasks']} | {d['failed']} | {d['max_retries_used']} | "
-        f"{d['deferrals']} | {d['sent']} | {d['429']} | {d['420']} | {d['makespan']:.1f} s | "
-        f"{over:+.1%} | {over_headroom:+.1%} |",
-        "",
-        f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-        f"load average {d['load']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
-        "<!-- /deferral -->",
-    ])
+    return "\n".join(
+        [
+            "<!-- deferral -->",
+            "## 200 tasks deferred by `rate_limit_retry_task`",
+            "",
+            f"{d['tasks']} Celery tasks (`@rate_limit_retry_task`, `max_retries=3`), each one "
+            f"public ESI call, run by {DEFER_WORKERS} real workers x {DEFER_THREADS} threads "
+            f"(Redis broker) against a fake ESI bucket of {d['limit']} tokens per "
+            f"{d['window']:g} s (floating window, 2 tokens a call). All tasks are queued at "
+            "once; a task the limiter refuses is retried when the bucket frees. Ideal makespan: "
+            f"the last of the {d['tasks']} calls cannot start before "
+            f"(ceil({d['tasks']} x 2 / {d['limit']}) - 1) x {d['window']:g} s = {d['ideal']:g} s; "
+            f"with the default headroom (5%, at least 2 tokens kept free) "
+            f"{d['ideal_headroom']:g} s.",
+            "",
+            "| Tasks completed | Failed | Highest `request.retries` at completion | Deferrals "
+            "(retries) | Calls at the fake | 429 | 420 | Makespan | Over ideal | Over ideal with "
+            "headroom |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| {d['completed']} / {d['tasks']} | {d['failed']} | {d['max_retries_used']} | "
+            f"{d['deferrals']} | {d['sent']} | {d['429']} | {d['420']} | {d['makespan']:.1f} s | "
+            f"{over:+.1%} | {over_headroom:+.1%} |",
+            "",
+            f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+            f"load average {d['load']:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.",
+            "<!-- /deferral -->",
+        ]
+    )
 
 
 def merge_deferral(existing: str, section: str) -> str:
@@ -499,13 +569,17 @@ def render(args, rows, etag) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        reserve = f"{r['reserve_per_attempt']:.2f}" if r["reserve_per_attempt"] is not None \
+        reserve = (
+            f"{r['reserve_per_attempt']:.2f}"
+            if r["reserve_per_attempt"] is not None
             else "n/a (checks, then overwrites)"
+        )
         lines.append(
             f"| {'django-esi-views' if r['lib'] == 'ours' else 'django-esi 10'} | {r['offered']} "
             f"| {r['sent']} | {r['deferred']} | {r['429']} | {r['420']} | "
             f"{r['auth_share']:.0%} / {r['public_share']:.0%} | {reserve} | "
-            f"{r['trips_per_attempt']:.2f} |")
+            f"{r['trips_per_attempt']:.2f} |"
+        )
     if etag:
         lines += [
             "",
@@ -518,8 +592,12 @@ def render(args, rows, etag) -> str:
             f"| none (`DummyCache`) | {etag['none'][0]:.2f} | {etag['none'][1]} |",
             f"| Django cache (`LocMemCache`) | {etag['local'][0]:.2f} | {etag['local'][1]} |",
         ]
-    lines += ["", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.", ""]
+    lines += [
+        "",
+        f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -528,8 +606,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=30)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--windows", type=int, default=3)
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL",
-                                                          "redis://127.0.0.1:6379/13"))
+    parser.add_argument(
+        "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+    )
     parser.add_argument("--only", choices=["ours", "django-esi", "deferral"], default=None)
     parser.add_argument("--defer-limit", type=int, default=30)
     parser.add_argument("--defer-window", type=float, default=5.0)
@@ -551,8 +630,7 @@ def main() -> int:
         rows = []
         for lib in ("ours", "django-esi"):
             if args.only in (None, lib):
-                rows.append(run_load(lib, fake, args.redis, args.limit, args.window,
-                                     args.windows))
+                rows.append(run_load(lib, fake, args.redis, args.limit, args.window, args.windows))
                 print(rows[-1], flush=True)
         etag = run_etag(fake, args.redis) if args.only in (None, "ours") else None
     finally:

@@ -136,8 +136,9 @@ def hammer(lib, rate, bucket, start_at, duration, out):
 
 
 def commandstats(client) -> dict[str, int]:
-    return {name.removeprefix("cmdstat_"): v["calls"] for name, v in
-            client.info("commandstats").items()}
+    return {
+        name.removeprefix("cmdstat_"): v["calls"] for name, v in client.info("commandstats").items()
+    }
 
 
 def spacing(admissions, gap):
@@ -149,9 +150,7 @@ def spacing(admissions, gap):
     admissions = sorted(admissions)
     mids = sorted((a + b) / 2 for a, b in admissions)
     smallest = min((b - a for a, b in itertools.pairwise(mids)), default=None)
-    violations = sum(
-        1 for (b0, _), (_, a1) in itertools.pairwise(admissions) if a1 - b0 < gap
-    )
+    violations = sum(1 for (b0, _), (_, a1) in itertools.pairwise(admissions) if a1 - b0 < gap)
     return smallest, violations
 
 
@@ -160,8 +159,10 @@ def run_hammer(lib, rate, client, processes=4, duration=5.0):
     bucket = f"hammer-{lib}-{rate.replace('/', '-')}"
     out = mp.Queue()
     start_at = time.time() + 2.0
-    procs = [mp.Process(target=hammer, args=(lib, rate, bucket, start_at, duration, out))
-             for _ in range(processes)]
+    procs = [
+        mp.Process(target=hammer, args=(lib, rate, bucket, start_at, duration, out))
+        for _ in range(processes)
+    ]
     for proc in procs:
         proc.start()
     time.sleep(max(0.0, start_at - time.time()))
@@ -181,9 +182,12 @@ def run_hammer(lib, rate, client, processes=4, duration=5.0):
     commands.pop("info", None)
     allowed = int(duration / gap) + 1
     return {
-        "admitted": len(admissions), "allowed": allowed, "smallest_gap": smallest,
+        "admitted": len(admissions),
+        "allowed": allowed,
+        "smallest_gap": smallest,
         "server_gap": server_gap,
-        "violations": violations, "checks_per_s": checks / duration,
+        "violations": violations,
+        "checks_per_s": checks / duration,
         "commands_per_check": sum(commands.values()) / max(checks, 1),
         "top_commands": sorted(commands.items(), key=lambda kv: -kv[1])[:4],
     }
@@ -222,8 +226,12 @@ def run_burst(lib, rate="20/s", tasks=100, max_sleep=0.25):
     for thread in threads:
         thread.join()
     smallest, violations = spacing(starts, interval(rate))
-    return {"retries": retries, "makespan": max(b for _, b in starts) - begin,
-            "violations": violations, "smallest_gap": smallest}
+    return {
+        "retries": retries,
+        "makespan": max(b for _, b in starts) - begin,
+        "violations": violations,
+        "smallest_gap": smallest,
+    }
 
 
 def fmt_gap(value):
@@ -274,8 +282,10 @@ def main() -> int:
         for lib in LIBS:
             r = run_hammer(lib, rate, client, duration=args.duration)
             speed.setdefault(lib, []).append(r["checks_per_s"])
-            top = ", ".join(f"{k} {v / max(r['checks_per_s'] * args.duration, 1):.1f}"
-                            for k, v in r["top_commands"])
+            top = ", ".join(
+                f"{k} {v / max(r['checks_per_s'] * args.duration, 1):.1f}"
+                for k, v in r["top_commands"]
+            )
             lines.append(
                 f"| {lib} | {rate} | {r['admitted']} / {r['allowed']} | "
                 f"{fmt_gap(r['smallest_gap'])} ({interval(rate) * 1000:.0f} ms) | "

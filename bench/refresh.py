@@ -38,9 +38,13 @@ def _fresh_seed(fake, user, character_id: int):
     from esi_views.testing.logins import create_token
 
     Token.objects.filter(character_id=character_id).delete()
-    return create_token(fake, user=user, character_id=character_id,
-                        character_name=f"Bench {character_id}",
-                        scopes=["esi-skills.read_skills.v1"])
+    return create_token(
+        fake,
+        user=user,
+        character_id=character_id,
+        character_name=f"Bench {character_id}",
+        scopes=["esi-skills.read_skills.v1"],
+    )
 
 
 def _ours(seed, *, expired: bool):
@@ -55,13 +59,17 @@ def _theirs(seed, *, expired: bool):
     from esi.models import Token as EsiToken
 
     token = EsiToken.objects.create(
-        user_id=seed.user_id, character_id=seed.character_id,
-        character_name=seed.character_name, character_owner_hash=seed.character_owner_hash,
-        token_type="character", access_token=seed.access_token,
-        refresh_token=seed.refresh_token, sso_version=2)
+        user_id=seed.user_id,
+        character_id=seed.character_id,
+        character_name=seed.character_name,
+        character_owner_hash=seed.character_owner_hash,
+        token_type="character",
+        access_token=seed.access_token,
+        refresh_token=seed.refresh_token,
+        sso_version=2,
+    )
     if expired:
-        EsiToken.objects.filter(pk=token.pk).update(
-            created=datetime.now(UTC) - timedelta(hours=1))
+        EsiToken.objects.filter(pk=token.pk).update(created=datetime.now(UTC) - timedelta(hours=1))
     return token.pk
 
 
@@ -109,13 +117,15 @@ def bench_race(fake, user, trials: int) -> dict:
                     Token.objects.filter(pk=seed.pk).delete()
                 before = fake.refresh_calls
                 served, distinct, errors = _race(model, pk)
-                rows.append({
-                    "sso_calls": fake.refresh_calls - before,
-                    "served": served,
-                    "survived": model.objects.filter(pk=pk).exists(),
-                    "distinct_access_tokens": distinct,
-                    "errors": errors,
-                })
+                rows.append(
+                    {
+                        "sso_calls": fake.refresh_calls - before,
+                        "served": served,
+                        "survived": model.objects.filter(pk=pk).exists(),
+                        "distinct_access_tokens": distinct,
+                        "errors": errors,
+                    }
+                )
                 model.objects.filter(pk=pk).delete()
             out[(mode, library)] = rows
             print(f"  {mode} {library}: {[r['sso_calls'] for r in rows]} calls", file=sys.stderr)
@@ -136,25 +146,36 @@ def _hundred(seed, library: str, user) -> None:
     if library == "ours":
         Token.objects.exclude(pk=seed.pk).delete()
         Token.objects.bulk_create(
-            Token(user=user, character_id=seed.character_id, character_name=seed.character_name,
-                  character_owner_hash=seed.character_owner_hash,
-                  access_token=seed.access_token, refresh_token=seed.refresh_token,
-                  expires_at=now + (timedelta(minutes=-5) if i < 10 else timedelta(minutes=15)))
+            Token(
+                user=user,
+                character_id=seed.character_id,
+                character_name=seed.character_name,
+                character_owner_hash=seed.character_owner_hash,
+                access_token=seed.access_token,
+                refresh_token=seed.refresh_token,
+                expires_at=now + (timedelta(minutes=-5) if i < 10 else timedelta(minutes=15)),
+            )
             for i in range(99)
         )  # and the seed: 100
         Token.objects.filter(pk=seed.pk).update(expires_at=now + timedelta(minutes=15))
     else:
         EsiToken.objects.all().delete()
         rows = EsiToken.objects.bulk_create(
-            EsiToken(user=user, character_id=seed.character_id,
-                     character_name=seed.character_name,
-                     character_owner_hash=seed.character_owner_hash, token_type="character",
-                     access_token=seed.access_token, refresh_token=seed.refresh_token,
-                     sso_version=2)
+            EsiToken(
+                user=user,
+                character_id=seed.character_id,
+                character_name=seed.character_name,
+                character_owner_hash=seed.character_owner_hash,
+                token_type="character",
+                access_token=seed.access_token,
+                refresh_token=seed.refresh_token,
+                sso_version=2,
+            )
             for _ in range(100)
         )
         EsiToken.objects.filter(pk__in=[r.pk for r in rows[:10]]).update(
-            created=now - timedelta(hours=1))
+            created=now - timedelta(hours=1)
+        )
 
 
 def bench_require_valid(fake, user, seed, repeat: int) -> dict:
@@ -178,10 +199,17 @@ def bench_require_valid(fake, user, seed, repeat: int) -> dict:
             queries.append(len(captured))
             calls.append(fake.refresh_calls - before)
             valid.append(len(result))
-        out[library] = {"median_s": statistics.median(times[1:]), "runs_s": times[1:],
-                        "queries": queries[1:], "sso_calls": calls[1:], "valid": valid[1:]}
-        print(f"  {library}: {out[library]['median_s'] * 1000:.0f} ms, "
-              f"{queries[1:]} queries", file=sys.stderr)
+        out[library] = {
+            "median_s": statistics.median(times[1:]),
+            "runs_s": times[1:],
+            "queries": queries[1:],
+            "sso_calls": calls[1:],
+            "valid": valid[1:],
+        }
+        print(
+            f"  {library}: {out[library]['median_s'] * 1000:.0f} ms, {queries[1:]} queries",
+            file=sys.stderr,
+        )
     fake.set_latency(0.0)
     EsiToken.objects.all().delete()
     return out
@@ -201,7 +229,7 @@ def write_markdown(race: dict, valid: dict, trials: int, repeat: int) -> str:
         "",
         f"Each thread has its own database connection and calls `valid_access_token()`; "
         f"the fake SSO answers in {LATENCY * 1000:.0f} ms. {trials} trials per row. "
-        "\"Survived\" counts trials after which the token still exists; with rotating "
+        '"Survived" counts trials after which the token still exists; with rotating '
         "refresh tokens a second refresh with the old refresh token is refused.",
         "",
         "| refresh tokens | library | SSO calls per trial | callers served a token | distinct "
@@ -214,7 +242,8 @@ def write_markdown(race: dict, valid: dict, trials: int, repeat: int) -> str:
             f"| {mode} | {library} | {[r['sso_calls'] for r in rows]} | "
             f"{[r['served'] for r in rows]} of {WORKERS} | "
             f"{[r['distinct_access_tokens'] for r in rows]} | {errors} | "
-            f"{sum(r['survived'] for r in rows)}/{len(rows)} |")
+            f"{sum(r['survived'] for r in rows)}/{len(rows)} |"
+        )
     ours, theirs = valid["ours"], valid["django-esi"]
     lines += [
         "",

@@ -24,8 +24,13 @@ os.environ["DJANGO_SETTINGS_MODULE"] = "bench.views_settings"
 from bench import common  # after choosing the settings module
 
 RESULTS = common.ROOT / "bench" / "results" / "views.md"
-SCOPES = ["esi-skills.read_skills.v1", "esi-wallet.read_character_wallet.v1",
-          "esi-assets.read_assets.v1", "esi-mail.read_mail.v1", "esi-clones.read_clones.v1"]
+SCOPES = [
+    "esi-skills.read_skills.v1",
+    "esi-wallet.read_character_wallet.v1",
+    "esi-assets.read_assets.v1",
+    "esi-mail.read_mail.v1",
+    "esi-clones.read_clones.v1",
+]
 COUNTS = (1, 10, 100)
 
 
@@ -45,16 +50,27 @@ def _tokens(user, count: int) -> None:
             scope_model.objects.get_or_create(name=name)
         scopes = list(scope_model.objects.filter(name__in=SCOPES))
         rows = token_model.objects.bulk_create(
-            token_model(user=user, character_id=93000000 + i, character_name=f"Alt {i:03}",
-                        character_owner_hash=f"hash{i}=", access_token="a.b.c",
-                        refresh_token="refresh", **extra)
+            token_model(
+                user=user,
+                character_id=93000000 + i,
+                character_name=f"Alt {i:03}",
+                character_owner_hash=f"hash{i}=",
+                access_token="a.b.c",
+                refresh_token="refresh",
+                **extra,
+            )
             for i in range(count)
         )
         link = token_model.scopes.through
         link.objects.bulk_create(
-            link(**{f"{token_model._meta.model_name}_id": t.pk,
-                    f"{scope_model._meta.model_name}_id": s.pk})
-            for t in rows for s in scopes
+            link(
+                **{
+                    f"{token_model._meta.model_name}_id": t.pk,
+                    f"{scope_model._meta.model_name}_id": s.pk,
+                }
+            )
+            for t in rows
+            for s in scopes
         )
 
 
@@ -70,8 +86,12 @@ def _measure(client, url: str, requests: int) -> dict:
             times.append(time.perf_counter() - started)
         statuses.add(response.status_code)
         queries.append(len(captured))
-    return {"median_ms": statistics.median(times[2:]) * 1000, "queries": max(queries[2:]),
-            "statuses": sorted(statuses), "bytes": len(response.content)}
+    return {
+        "median_ms": statistics.median(times[2:]) * 1000,
+        "queries": max(queries[2:]),
+        "statuses": sorted(statuses),
+        "bytes": len(response.content),
+    }
 
 
 def run(requests: int) -> dict:
@@ -86,11 +106,13 @@ def run(requests: int) -> dict:
         _tokens(user, count)
         for view in ("token", "tokens"):
             for library in ("theirs", "ours"):
-                results[(count, view, library)] = _measure(client, f"/{library}/{view}/",
-                                                           requests)
+                results[(count, view, library)] = _measure(client, f"/{library}/{view}/", requests)
                 row = results[(count, view, library)]
-                print(f"  {count:>3} tokens {view:<6} {library:<6} {row['median_ms']:6.1f} ms "
-                      f"{row['queries']:>3} queries {row['statuses']}", file=sys.stderr)
+                print(
+                    f"  {count:>3} tokens {view:<6} {library:<6} {row['median_ms']:6.1f} ms "
+                    f"{row['queries']:>3} queries {row['statuses']}",
+                    file=sys.stderr,
+                )
     return results
 
 
@@ -117,7 +139,8 @@ def write_markdown(results: dict, requests: int) -> str:
             lines.append(
                 f"| {count} | `{view}_required` | {theirs['median_ms']:.1f} ms "
                 f"| {ours['median_ms']:.1f} ms | {theirs['queries']} | {ours['queries']} "
-                f"| {theirs['median_ms'] / ours['median_ms']:.1f}x |")
+                f"| {theirs['median_ms'] / ours['median_ms']:.1f}x |"
+            )
     statuses = sorted({s for row in results.values() for s in row["statuses"]})
     lines += ["", f"Every response was HTTP {', '.join(map(str, statuses))}.", ""]
     return "\n".join(lines)

@@ -55,9 +55,7 @@ class ESIPermissionMetaclass(BasePermissionMetaclass):
 
 def _compose(base: type[_Composed], sign: str, left: Operand, right: Operand) -> type:
     name = f"({_name(left)} {sign} {_name(right)})"
-    return ESIPermissionMetaclass(
-        name, (base,), {"operands": (left, right), "__qualname__": name}
-    )
+    return ESIPermissionMetaclass(name, (base,), {"operands": (left, right), "__qualname__": name})
 
 
 class _Composed(BasePermission, metaclass=ESIPermissionMetaclass):

@@ -37,7 +37,10 @@ DEFAULT_DETAIL = _("An EVE SSO token with the required scopes is needed.")
 
 
 def token_required_detail(
-    request: Request, scopes: ScopesArg, *, detail: StrOrPromise | None = None,
+    request: Request,
+    scopes: ScopesArg,
+    *,
+    detail: StrOrPromise | None = None,
     code: str = TOKEN_REQUIRED,
 ) -> dict[str, Any]:
     """The body of the 403: ``detail``, ``code``, ``required_scopes`` and ``login_url``.
@@ -65,7 +68,11 @@ class ESITokenRequired(PermissionDenied, EsiError):
     default_code = TOKEN_REQUIRED
 
     def __init__(
-        self, request: Request, scopes: ScopesArg, *, detail: StrOrPromise | None = None,
+        self,
+        request: Request,
+        scopes: ScopesArg,
+        *,
+        detail: StrOrPromise | None = None,
         code: str = TOKEN_REQUIRED,
     ) -> None:
         super().__init__(token_required_detail(request, scopes, detail=detail, code=code), code)
@@ -80,8 +87,8 @@ class SSOUnavailable(APIException, EsiError):
     """
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = (
-        _("The EVE SSO could not be reached to verify the access token. Try again shortly.")
+    default_detail = _(
+        "The EVE SSO could not be reached to verify the access token. Try again shortly."
     )
     default_code = "sso_unavailable"
     default_wait = 30

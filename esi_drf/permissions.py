@@ -81,8 +81,10 @@ def _stored_tokens(request: Request, scopes: frozenset[str], character_id: int |
     if found.sso_unavailable:
         # The user has tokens, but the SSO could not renew any now: "get a token" would
         # be wrong advice, "try again" is right.
-        raise SSOUnavailable(_("The EVE SSO could not be reached to renew your token. "
-                               "Try again shortly."), wait=found.retry_after)
+        raise SSOUnavailable(
+            _("The EVE SSO could not be reached to renew your token. Try again shortly."),
+            wait=found.retry_after,
+        )
     return found.tokens
 
 
@@ -100,9 +102,15 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         fixed = _normalized(f"{cls.__name__}.with_scopes()", scopes)
         name = f"{cls.__name__}.with_scopes({' '.join(sorted(fixed))!r})"
         metaclass: type = type(cls)  # ESIPermissionMetaclass, or a subclass of it
-        return metaclass(name, (cls,), {
-            "scopes": fixed, "__module__": cls.__module__, "__qualname__": name,
-        })
+        return metaclass(
+            name,
+            (cls,),
+            {
+                "scopes": fixed,
+                "__module__": cls.__module__,
+                "__qualname__": name,
+            },
+        )
 
     # -- hooks ---------------------------------------------------------------------------
 
@@ -119,7 +127,7 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
             # Never "no scopes needed" by omission: that would hand out any token.
             raise ImproperlyConfigured(
                 f"{owner} uses {type(self).__name__} but names no scopes: set "
-                "required_scopes (\"\" for any token), define get_required_scopes(), or use "
+                'required_scopes ("" for any token), define get_required_scopes(), or use '
                 f"{type(self).__name__}.with_scopes(...)."
             )
         return _normalized(f"{owner}.required_scopes", scopes)
@@ -143,16 +151,23 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         try:
             character_id = self.get_character_id(request)
         except _InvalidCharacterHeader:
-            return self._refuse(request, scopes, CHARACTER_INVALID,
-                                _("%(header)s must be a character id (digits only).")
-                                % {"header": CHARACTER_HEADER})
+            return self._refuse(
+                request,
+                scopes,
+                CHARACTER_INVALID,
+                _("%(header)s must be a character id (digits only).")
+                % {"header": CHARACTER_HEADER},
+            )
         if isinstance(request.auth, EveAccessToken):
             found = self._from_bearer(request.auth, scopes, character_id)
         else:
             found = self._from_stored_tokens(request, scopes, character_id)
         if not found:
-            detail = (_("No usable EVE SSO token for that character with the required scopes.")
-                      if character_id is not None else None)
+            detail = (
+                _("No usable EVE SSO token for that character with the required scopes.")
+                if character_id is not None
+                else None
+            )
             return self._refuse(request, scopes, TOKEN_REQUIRED, detail)
         self._hand_over(request, found)
         return True
@@ -167,8 +182,9 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
             return []
         return [auth]
 
-    def _from_stored_tokens(self, request: Request, scopes: frozenset[str],
-                            character_id: int | None) -> Any:
+    def _from_stored_tokens(
+        self, request: Request, scopes: frozenset[str], character_id: int | None
+    ) -> Any:
         # for_user only ever returns this user's tokens, so a header naming someone
         # else's character simply finds nothing.
         tokens = _stored_tokens(request, scopes, character_id)
@@ -178,8 +194,13 @@ class HasESIToken(BasePermission, metaclass=ESIPermissionMetaclass):
         # Our own attribute on the request, as auth's request.user.
         request.esi_token = found[0]  # type: ignore[attr-defined]
 
-    def _refuse(self, request: Request, scopes: frozenset[str], code: str,
-                detail: StrOrPromise | None = None) -> bool:
+    def _refuse(
+        self,
+        request: Request,
+        scopes: frozenset[str],
+        code: str,
+        detail: StrOrPromise | None = None,
+    ) -> bool:
         # DRF reads message and code off this instance right after has_permission.
         self.message = token_required_detail(request, scopes, detail=detail, code=code)
         self.code = code
@@ -193,8 +214,9 @@ class HasESITokens(HasESIToken):
     narrows the set to that character.
     """
 
-    def _from_stored_tokens(self, request: Request, scopes: frozenset[str],
-                            character_id: int | None) -> Any:
+    def _from_stored_tokens(
+        self, request: Request, scopes: frozenset[str], character_id: int | None
+    ) -> Any:
         tokens = _stored_tokens(request, scopes, character_id)
         return tokens if tokens else []  # already evaluated; the view reads these rows
 

@@ -28,8 +28,13 @@ from esi_views.models import Scope
 from .composition import AllOf, AnyOf, NoneOf
 from .permissions import HasESIToken
 
-__all__ = ["BEARER_SCHEME", "OAUTH2_SCHEME", "EveSSOScheme", "postprocess_error_responses",
-           "required_scopes_of"]
+__all__ = [
+    "BEARER_SCHEME",
+    "OAUTH2_SCHEME",
+    "EveSSOScheme",
+    "postprocess_error_responses",
+    "required_scopes_of",
+]
 
 
 def _permission_scopes(permission: Any, view: Any) -> set[str]:
@@ -79,7 +84,8 @@ class EveSSOScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
         scopes = set(required_scopes_of(auto_schema.view))
         component = ResolvedComponent(
-            name=OAUTH2_SCHEME, type=ResolvedComponent.SECURITY_SCHEMA,
+            name=OAUTH2_SCHEME,
+            type=ResolvedComponent.SECURITY_SCHEMA,
             object=self.target.__class__,
         )
         if component in auto_schema.registry:
@@ -88,7 +94,7 @@ class EveSSOScheme(OpenApiAuthenticationExtension):
         oauth2 = {
             "type": "oauth2",
             "description": "An EVE SSO access token (JWT) sent as `Authorization: Bearer "
-                           "<token>`; its `scp` must hold the operation's scopes.",
+            "<token>`; its `scp` must hold the operation's scopes.",
             "flows": {
                 "authorizationCode": {
                     "authorizationUrl": esi_settings.SSO_AUTHORIZE_URL,
@@ -102,8 +108,8 @@ class EveSSOScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": "An EVE SSO access token (JWT) you already hold, sent as "
-                           "`Authorization: Bearer <token>`; its `scp` must hold the "
-                           f"scopes listed under `{OAUTH2_SCHEME}` for the operation.",
+            "`Authorization: Bearer <token>`; its `scp` must hold the "
+            f"scopes listed under `{OAUTH2_SCHEME}` for the operation.",
         }
         return [oauth2, bearer]
 
@@ -113,33 +119,42 @@ class EveSSOScheme(OpenApiAuthenticationExtension):
 _AUTHENTICATION_FAILED = {
     "type": "object",
     "description": "401: the bearer token was refused (invalid, expired, unknown character). "
-                   "`WWW-Authenticate` says why.",
+    "`WWW-Authenticate` says why.",
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
 _TOKEN_REQUIRED = {
     "type": "object",
     "description": "403: no token with the required scopes. Send the user to `login_url` "
-                   "(it starts the EVE SSO for exactly those scopes and comes back).",
+    "(it starts the EVE SSO for exactly those scopes and comes back).",
     "properties": {
         "detail": {"type": "string"},
-        "code": {"type": "string", "enum": ["esi_token_required", "esi_character_invalid"],
-                 "example": "esi_token_required"},
+        "code": {
+            "type": "string",
+            "enum": ["esi_token_required", "esi_character_invalid"],
+            "example": "esi_token_required",
+        },
         "required_scopes": {"type": "array", "items": {"type": "string"}},
-        "login_url": {"type": "string", "format": "uri-reference",
-                      "example": "/esi/login/?next=%2F&scopes=esi-skills.read_skills.v1"},
+        "login_url": {
+            "type": "string",
+            "format": "uri-reference",
+            "example": "/esi/login/?next=%2F&scopes=esi-skills.read_skills.v1",
+        },
     },
     "required": ["detail", "code", "required_scopes", "login_url"],
 }
 
 
 def _json_response(description: str, name: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+    }
 
 
-def postprocess_error_responses(result: dict[str, Any], generator: Any = None,
-                                request: Any = None, public: bool = True) -> dict[str, Any]:
+def postprocess_error_responses(
+    result: dict[str, Any], generator: Any = None, request: Any = None, public: bool = True
+) -> dict[str, Any]:
     """Add the 401 and the 403 (``esi_token_required``) bodies to protected operations.
 
     List it in ``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]`` (after drf-spectacular's
@@ -152,22 +167,30 @@ def postprocess_error_responses(result: dict[str, Any], generator: Any = None,
         for operation in path_item.values():
             if not isinstance(operation, dict):
                 continue
-            requirements = [r[OAUTH2_SCHEME] for r in operation.get("security", [])
-                            if OAUTH2_SCHEME in r]
+            requirements = [
+                r[OAUTH2_SCHEME] for r in operation.get("security", []) if OAUTH2_SCHEME in r
+            ]
             if not requirements:
                 continue
             responses = operation.setdefault("responses", {})
-            responses.setdefault("401", _json_response(
-                "The bearer token was refused.", "EsiAuthenticationFailed"))
+            responses.setdefault(
+                "401", _json_response("The bearer token was refused.", "EsiAuthenticationFailed")
+            )
             used.add("EsiAuthenticationFailed")
             if any(requirements):
-                responses.setdefault("403", _json_response(
-                    "No token with the required scopes; `login_url` gets one.",
-                    "EsiTokenRequired"))
+                responses.setdefault(
+                    "403",
+                    _json_response(
+                        "No token with the required scopes; `login_url` gets one.",
+                        "EsiTokenRequired",
+                    ),
+                )
                 used.add("EsiTokenRequired")
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    for name, schema in (("EsiAuthenticationFailed", _AUTHENTICATION_FAILED),
-                         ("EsiTokenRequired", _TOKEN_REQUIRED)):
+    for name, schema in (
+        ("EsiAuthenticationFailed", _AUTHENTICATION_FAILED),
+        ("EsiTokenRequired", _TOKEN_REQUIRED),
+    ):
         if name in used:
             schemas.setdefault(name, schema)
     return result

@@ -130,8 +130,8 @@ def _check_audience(claims: dict[str, Any], client_id: str) -> None:
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if client_id not in audiences or EVE_AUDIENCE not in audiences:
         raise InvalidJWTError(
-            "audience", f"Access token audience {aud!r} must contain our client id and "
-            f"{EVE_AUDIENCE!r}."
+            "audience",
+            f"Access token audience {aud!r} must contain our client id and {EVE_AUDIENCE!r}.",
         )
 
 
@@ -157,8 +157,10 @@ def verify_access_token(
     sub = claims.get("sub")
     match = _SUBJECT.fullmatch(sub) if isinstance(sub, str) else None
     if match is None or not sane_number(int(match.group(1)), 1, MAX_ID):
-        raise InvalidJWTError("subject", f"Access token subject {claims.get('sub')!r} is not a "
-                              "character (CHARACTER:EVE:<id>).")
+        raise InvalidJWTError(
+            "subject",
+            f"Access token subject {claims.get('sub')!r} is not a character (CHARACTER:EVE:<id>).",
+        )
     return AccessTokenClaims(
         character_id=int(match.group(1)),
         character_name=_text_claim(claims, "name", "name"),

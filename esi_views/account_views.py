@@ -79,15 +79,17 @@ class CharactersView(LoginRequiredMixin, TemplateView):
         grantable = self.get_grantable_scopes()
         rows = []
         for row in accounts.character_rows(self.request.user):
-            rows.append({
-                "character_id": row.character_id,
-                "name": row.name,
-                "portrait": links.portrait_url(row.character_id),
-                "scopes": row.sorted_scopes,
-                "usable": row.usable,
-                "is_main": row.is_main,
-                "more_scopes": [s for s in grantable if s not in row.scopes],
-            })
+            rows.append(
+                {
+                    "character_id": row.character_id,
+                    "name": row.name,
+                    "portrait": links.portrait_url(row.character_id),
+                    "scopes": row.sorted_scopes,
+                    "usable": row.usable,
+                    "is_main": row.is_main,
+                    "more_scopes": [s for s in grantable if s not in row.scopes],
+                }
+            )
         return super().get_context_data(
             characters=rows,
             add_url=links.login_url("", here),
@@ -100,15 +102,26 @@ class CharactersView(LoginRequiredMixin, TemplateView):
         character_id = _character_id(request.POST.get("character", ""))
         action = request.POST.get("action")
         if character_id is None or action not in {"main", "remove"}:
-            return flow.error_response(request, flow.FlowError(
-                400, _("Invalid request"), _("Choose one of your characters and an action.")))
+            return flow.error_response(
+                request,
+                flow.FlowError(
+                    400, _("Invalid request"), _("Choose one of your characters and an action.")
+                ),
+            )
         if action == "main":
             done = accounts.set_main(request.user, character_id)
         else:
             done = accounts.unlink_character(request.user, character_id)
         if not done:
-            return flow.error_response(request, flow.FlowError(
-                404, _("Not your character"), _("That character is not linked to your account.")))
-        _note(request, messages.SUCCESS,
-              _("Main character changed.") if action == "main" else _("Character removed."))
+            return flow.error_response(
+                request,
+                flow.FlowError(
+                    404, _("Not your character"), _("That character is not linked to your account.")
+                ),
+            )
+        _note(
+            request,
+            messages.SUCCESS,
+            _("Main character changed.") if action == "main" else _("Character removed."),
+        )
         return HttpResponseRedirect(request.path)

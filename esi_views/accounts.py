@@ -30,8 +30,15 @@ from .models import CharacterOwnership, Token
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CharacterOwnedElsewhere", "CharacterRow", "character_rows", "link_character",
-    "main_character", "merge_tokens", "owner_for_login", "set_main", "unlink_character",
+    "CharacterOwnedElsewhere",
+    "CharacterRow",
+    "character_rows",
+    "link_character",
+    "main_character",
+    "merge_tokens",
+    "owner_for_login",
+    "set_main",
+    "unlink_character",
 ]
 
 
@@ -68,7 +75,9 @@ def link_character(
         try:
             with transaction.atomic():
                 link = CharacterOwnership.objects.create(
-                    user=user, character_id=character_id, character_name=character_name,
+                    user=user,
+                    character_id=character_id,
+                    character_name=character_name,
                     character_owner_hash=owner_hash,
                 )
         except IntegrityError:  # linked concurrently: decide against the winner's row
@@ -82,8 +91,12 @@ def link_character(
         # Sold: the new owner takes it; the seller's tokens for it are worthless anyway.
         previous = link.user_id
         Token.objects.filter(user_id=previous, character_id=character_id).delete()
-        logger.info("Character %s changed hands: moved from user %s to user %s",
-                    character_id, previous, user.pk)
+        logger.info(
+            "Character %s changed hands: moved from user %s to user %s",
+            character_id,
+            previous,
+            user.pk,
+        )
         link.user, link.is_main = user, False
         link.character_name, link.character_owner_hash = character_name, owner_hash
         link.save()
@@ -135,8 +148,12 @@ def owner_for_login(
 
     None when the character belongs to nobody and ``create_user`` is False.
     """
-    link = (CharacterOwnership.objects.select_for_update().select_related("user")
-            .filter(character_id=character_id).first())
+    link = (
+        CharacterOwnership.objects.select_for_update()
+        .select_related("user")
+        .filter(character_id=character_id)
+        .first()
+    )
     if link is not None and link.character_owner_hash == owner_hash:
         if link.character_name != character_name[:100]:
             link.character_name = character_name[:100]
@@ -179,7 +196,8 @@ def unlink_character(user: Any, character_id: int) -> bool:
     tokens = list(Token.objects.filter(user=user, character_id=character_id))
     with transaction.atomic():
         deleted, _ = CharacterOwnership.objects.filter(
-            user=user, character_id=character_id).delete()
+            user=user, character_id=character_id
+        ).delete()
         if not deleted and not tokens:
             return False
         _ensure_main(user.pk)
@@ -232,10 +250,12 @@ def merge_tokens(tokens: Any, links: Any = ()) -> list[CharacterRow]:
     rows: dict[int, CharacterRow] = {}
     for link in links:
         rows[link.character_id] = CharacterRow(
-            link.character_id, link.character_name, is_main=link.is_main, linked=True)
+            link.character_id, link.character_name, is_main=link.is_main, linked=True
+        )
     for token in tokens:
-        row = rows.setdefault(token.character_id,
-                              CharacterRow(token.character_id, token.character_name))
+        row = rows.setdefault(
+            token.character_id, CharacterRow(token.character_id, token.character_name)
+        )
         row.tokens.append(token)
         row.scopes.update(s.name for s in token.scopes.all())
         if row.expires_at is None or token.expires_at > row.expires_at:
@@ -246,6 +266,9 @@ def merge_tokens(tokens: Any, links: Any = ()) -> list[CharacterRow]:
 def character_rows(user: Any) -> list[CharacterRow]:
     """The user's characters for the characters page: three queries, whatever the counts."""
     links = CharacterOwnership.objects.filter(user=user).order_by("-is_main", "character_name")
-    tokens = (Token.objects.filter(user=user).prefetch_related("scopes")
-              .order_by("character_name", "-updated"))
+    tokens = (
+        Token.objects.filter(user=user)
+        .prefetch_related("scopes")
+        .order_by("character_name", "-updated")
+    )
     return merge_tokens(tokens, links)

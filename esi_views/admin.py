@@ -24,8 +24,17 @@ logger = logging.getLogger(__name__)
 
 
 # Explicit, so a field added to the model later is not shown or editable by default.
-_TOKEN_FIELDS = ("character_name", "character_id", "character_owner_hash", "token_type", "user",
-                 "scope_names", "expires_at", "created", "updated")
+_TOKEN_FIELDS = (
+    "character_name",
+    "character_id",
+    "character_owner_hash",
+    "token_type",
+    "user",
+    "scope_names",
+    "expires_at",
+    "created",
+    "updated",
+)
 _FLOW_FIELDS = ("created", "kind", "requested_scopes", "return_url", "token")
 
 
@@ -42,8 +51,15 @@ class ScopeAdmin(admin.ModelAdmin):
 
 @admin.register(Token)
 class TokenAdmin(admin.ModelAdmin):
-    list_display = ["character_name", "character_id", "user", "scope_count", "valid",
-                    "token_type", "updated"]
+    list_display = [
+        "character_name",
+        "character_id",
+        "user",
+        "scope_count",
+        "valid",
+        "token_type",
+        "updated",
+    ]
     list_filter = ["token_type"]
     search_fields = ["character_name", "character_id", "user__username"]
     list_select_related = ["user"]
@@ -81,14 +97,23 @@ class TokenAdmin(admin.ModelAdmin):
             else:
                 revoked += 1
         if revoked:
-            self.message_user(request, ngettext(
-                "Revoked and deleted %d token.", "Revoked and deleted %d tokens.", revoked
-            ) % revoked, messages.SUCCESS)
+            self.message_user(
+                request,
+                ngettext("Revoked and deleted %d token.", "Revoked and deleted %d tokens.", revoked)
+                % revoked,
+                messages.SUCCESS,
+            )
         if failed:
-            self.message_user(request, ngettext(
-                "The EVE SSO could not revoke %d token; it was kept, try again later.",
-                "The EVE SSO could not revoke %d tokens; they were kept, try again later.",
-                failed) % failed, messages.ERROR)
+            self.message_user(
+                request,
+                ngettext(
+                    "The EVE SSO could not revoke %d token; it was kept, try again later.",
+                    "The EVE SSO could not revoke %d tokens; they were kept, try again later.",
+                    failed,
+                )
+                % failed,
+                messages.ERROR,
+            )
 
 
 @admin.register(CallbackRedirect)
@@ -103,8 +128,9 @@ class CallbackRedirectAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: CallbackRedirect | None = None
-                              ) -> bool:
+    def has_change_permission(
+        self, request: HttpRequest, obj: CallbackRedirect | None = None
+    ) -> bool:
         return False
 
 
@@ -115,10 +141,23 @@ class CharacterOwnershipAdmin(admin.ModelAdmin):
     search_fields = ["character_name", "character_id", "user__username"]
     # Who owns a character is decided by the SSO's owner hash, not edited by hand: a
     # staff user with change permission must not move a character to their account.
-    fields = ["character_name", "character_id", "character_owner_hash", "user", "is_main",
-              "created", "updated"]
-    readonly_fields = ["character_id", "character_name", "character_owner_hash", "user",
-                       "created", "updated"]
+    fields = [
+        "character_name",
+        "character_id",
+        "character_owner_hash",
+        "user",
+        "is_main",
+        "created",
+        "updated",
+    ]
+    readonly_fields = [
+        "character_id",
+        "character_name",
+        "character_owner_hash",
+        "user",
+        "created",
+        "updated",
+    ]
     list_select_related = ["user"]
 
     def has_add_permission(self, request):

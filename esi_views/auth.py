@@ -39,7 +39,9 @@ class EveSSOBackend(ModelBackend):
         if not isinstance(token, Token) or token.pk is None:
             return None  # other credentials: other backends
         user = accounts.owner_for_login(
-            token.character_id, token.character_name, token.character_owner_hash,
+            token.character_id,
+            token.character_name,
+            token.character_owner_hash,
             create_user=self.get_create_user(request, token),
         )
         if user is None or not self.user_can_authenticate(user):

@@ -110,22 +110,29 @@ def check_sso_concurrency(app_configs=None, **kwargs):
     if limit is None:
         return []
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        return [Error(
-            f"ESI_SSO_MAX_CONCURRENCY must be a positive integer or None, not {limit!r}.",
-            hint="The EVE SSO fails above about 5 concurrent token requests; 4 is the default.",
-            id="esi_views.E012",
-        )]
+        return [
+            Error(
+                f"ESI_SSO_MAX_CONCURRENCY must be a positive integer or None, not {limit!r}.",
+                hint="The EVE SSO fails above about 5 concurrent token requests; 4 is the default.",
+                id="esi_views.E012",
+            )
+        ]
     alias = esi_settings.RATE_LIMIT_CACHE_ALIAS
-    if (esi_settings.RATE_LIMIT_REDIS_CLIENT or esi_settings.RATE_LIMIT_REDIS_URL
-            or settings.CACHES.get(alias, {}).get("BACKEND", "") in REDIS_CACHE_BACKENDS):
+    if (
+        esi_settings.RATE_LIMIT_REDIS_CLIENT
+        or esi_settings.RATE_LIMIT_REDIS_URL
+        or settings.CACHES.get(alias, {}).get("BACKEND", "") in REDIS_CACHE_BACKENDS
+    ):
         return []
-    return [Warning(
-        f"ESI_SSO_MAX_CONCURRENCY ({limit}) holds per process only: there is no Redis to "
-        "share it (the SSO fails above about 5 concurrent token requests in total).",
-        hint="Fine for a single process. With several workers, set ESI_RATE_LIMIT_REDIS_URL "
-        f"or make the {alias!r} cache Redis; silence esi_views.W012 otherwise.",
-        id="esi_views.W012",
-    )]
+    return [
+        Warning(
+            f"ESI_SSO_MAX_CONCURRENCY ({limit}) holds per process only: there is no Redis to "
+            "share it (the SSO fails above about 5 concurrent token requests in total).",
+            hint="Fine for a single process. With several workers, set ESI_RATE_LIMIT_REDIS_URL "
+            f"or make the {alias!r} cache Redis; silence esi_views.W012 otherwise.",
+            id="esi_views.W012",
+        )
+    ]
 
 
 @register()
@@ -157,15 +164,19 @@ def check_shared_caches(app_configs=None, **kwargs):
     from .conf import esi_settings
 
     messages = []
-    for setting, alias in (("ESI_JWKS_CACHE_ALIAS", esi_settings.JWKS_CACHE_ALIAS),
-                           ("ESI_CLEANUP_CACHE_ALIAS", esi_settings.CLEANUP_CACHE_ALIAS)):
+    for setting, alias in (
+        ("ESI_JWKS_CACHE_ALIAS", esi_settings.JWKS_CACHE_ALIAS),
+        ("ESI_CLEANUP_CACHE_ALIAS", esi_settings.CLEANUP_CACHE_ALIAS),
+    ):
         backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
         if backend in PER_PROCESS_CACHES:
-            messages.append(Warning(
-                f"{setting} names the {alias!r} cache, which is {backend.rsplit('.', 1)[-1]}: "
-                "not shared between processes.",
-                hint="Point it at a shared cache (Redis, Memcached or the database) so the "
-                     "JWKS refetch limit and the cleanup subset cycle hold across workers.",
-                id="esi_views.W004",
-            ))
+            messages.append(
+                Warning(
+                    f"{setting} names the {alias!r} cache, which is {backend.rsplit('.', 1)[-1]}: "
+                    "not shared between processes.",
+                    hint="Point it at a shared cache (Redis, Memcached or the database) so the "
+                    "JWKS refetch limit and the cleanup subset cycle hold across workers.",
+                    id="esi_views.W004",
+                )
+            )
     return messages

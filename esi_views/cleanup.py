@@ -160,8 +160,13 @@ def cleanup_callbackredirect(max_age: int = 300) -> int:
     cutoff = timezone.now() - timedelta(seconds=max_age)
     deleted, _ = CallbackRedirect.objects.filter(created__lte=cutoff).delete()
     tokens = delete_stale_single_use()
-    logger.info("Callback redirect cleanup: deleted %d older than %d s, and %d user-less "
-                "tokens past ESI_SINGLE_USE_TOKEN_MAX_AGE", deleted, max_age, tokens)
+    logger.info(
+        "Callback redirect cleanup: deleted %d older than %d s, and %d user-less "
+        "tokens past ESI_SINGLE_USE_TOKEN_MAX_AGE",
+        deleted,
+        max_age,
+        tokens,
+    )
     return deleted
 
 
@@ -174,8 +179,9 @@ def stale_single_use() -> QuerySet:
 def delete_stale_single_use(batch_size: int | None = None) -> int:
     """Delete every stale user-less token, whatever its subset bucket; the count."""
     report = CleanupReport()
-    _delete_orphans(report, stale_single_use(),
-                    int(batch_size or esi_settings.CLEANUP_BATCH_SIZE), None)
+    _delete_orphans(
+        report, stale_single_use(), int(batch_size or esi_settings.CLEANUP_BATCH_SIZE), None
+    )
     return report.deleted[ORPHANED]
 
 
@@ -228,8 +234,9 @@ def cleanup_tokens(
         bucket = next_subset_bucket(fraction)
     if bucket is not None and not 0 <= bucket < fraction:
         raise ValueError(f"bucket must be in 0..{fraction - 1}, not {bucket}")
-    report = CleanupReport(fraction=fraction, bucket=bucket if fraction > 1 else None,
-                           dry_run=dry_run)
+    report = CleanupReport(
+        fraction=fraction, bucket=bucket if fraction > 1 else None, dry_run=dry_run
+    )
     started = time.monotonic()
     now = timezone.now()
     young_cutoff = now - timedelta(seconds=esi_settings.SINGLE_USE_TOKEN_MAX_AGE)
@@ -275,12 +282,14 @@ def _dry_run(report: CleanupReport, orphan_count: int, expired: QuerySet) -> Non
     report.processed = report.candidates
 
 
-def _delete_orphans(report: CleanupReport, orphans: QuerySet, size: int,
-                    progress: Progress | None) -> None:
+def _delete_orphans(
+    report: CleanupReport, orphans: QuerySet, size: int, progress: Progress | None
+) -> None:
     last_pk = 0
     while True:
-        pks = list(orphans.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)
-                   [:size])
+        pks = list(
+            orphans.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:size]
+        )
         if not pks:
             return
         last_pk = pks[-1]
@@ -303,15 +312,19 @@ def _after(queryset: QuerySet, cursor: tuple[datetime, int] | None) -> QuerySet:
     )
 
 
-def _refresh_expired(report: CleanupReport, expired: QuerySet, batch_size: int,
-                     progress: Progress | None) -> None:
+def _refresh_expired(
+    report: CleanupReport, expired: QuerySet, batch_size: int, progress: Progress | None
+) -> None:
     max_failures = max(1, int(esi_settings.CLEANUP_MAX_TRANSIENT_FAILURES))
     cursor: tuple[datetime, int] | None = None
     consecutive = 0
     size = min(batch_size, max_failures)  # probe the SSO with a small first batch
     while True:
-        rows = list(_after(expired, cursor).order_by("expires_at", "pk")
-                    .values_list("pk", "expires_at")[:size])
+        rows = list(
+            _after(expired, cursor)
+            .order_by("expires_at", "pk")
+            .values_list("pk", "expires_at")[:size]
+        )
         if not rows:
             return
         cursor = (rows[-1][1], rows[-1][0])

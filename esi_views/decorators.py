@@ -46,13 +46,12 @@ def _view_from_mixin(
     mixin: type[BaseTokenMixin], attribute: str, scopes: ScopesArg, new: bool
 ) -> Callable[[ViewFunction], ViewFunction]:
     def decorator(view_func: ViewFunction) -> ViewFunction:
-        def handle(
-            self: View, request: HttpRequest, *args: Any, **kwargs: Any
-        ) -> HttpResponseBase:
+        def handle(self: View, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             return view_func(request, getattr(self, attribute), *args, **kwargs)
 
-        async def handle_async(self: View, request: HttpRequest, *args: Any,
-                               **kwargs: Any) -> HttpResponse:
+        async def handle_async(
+            self: View, request: HttpRequest, *args: Any, **kwargs: Any
+        ) -> HttpResponse:
             return await view_func(request, getattr(self, attribute), *args, **kwargs)
 
         # Every handler async for an async function, so Django marks the view async.
@@ -63,17 +62,20 @@ def _view_from_mixin(
         # which expects one, is not called; Django's View.options() answers it.
         methods = {name: handler for name in View.http_method_names if name != "options"}
         # A View subclass, built at runtime because its base mixin is a parameter.
-        view_class = cast("type[View]", type(
-            view_func.__name__,
-            (mixin, View),
-            {
-                "scopes": scopes,
-                "new_token": new,
-                "__module__": view_func.__module__,
-                "__qualname__": f"{view_func.__qualname__}.<{mixin.__name__}>",
-                **methods,
-            },
-        ))
+        view_class = cast(
+            "type[View]",
+            type(
+                view_func.__name__,
+                (mixin, View),
+                {
+                    "scopes": scopes,
+                    "new_token": new,
+                    "__module__": view_func.__module__,
+                    "__qualname__": f"{view_func.__qualname__}.<{mixin.__name__}>",
+                    **methods,
+                },
+            ),
+        )
         view = view_class.as_view()
         functools.update_wrapper(view, view_func)
         return view
@@ -81,20 +83,23 @@ def _view_from_mixin(
     return decorator
 
 
-def token_required(scopes: ScopesArg = "", new: bool = False) -> Callable[[ViewFunction],
-                                                                          ViewFunction]:
+def token_required(
+    scopes: ScopesArg = "", new: bool = False
+) -> Callable[[ViewFunction], ViewFunction]:
     """One token, chosen by the user or freshly obtained: ``view(request, token, ...)``."""
     return _view_from_mixin(TokenRequiredMixin, "token", scopes, new)
 
 
-def tokens_required(scopes: ScopesArg = "", new: bool = False) -> Callable[[ViewFunction],
-                                                                           ViewFunction]:
+def tokens_required(
+    scopes: ScopesArg = "", new: bool = False
+) -> Callable[[ViewFunction], ViewFunction]:
     """All the user's valid tokens with the scopes: ``view(request, tokens, ...)``."""
     return _view_from_mixin(TokensRequiredMixin, "tokens", scopes, new)
 
 
-def single_use_token(scopes: ScopesArg = "", new: bool = False) -> Callable[[ViewFunction],
-                                                                            ViewFunction]:
+def single_use_token(
+    scopes: ScopesArg = "", new: bool = False
+) -> Callable[[ViewFunction], ViewFunction]:
     """A token for this view and session only, no login needed: ``view(request, token, ...)``.
 
     ``new`` is accepted for symmetry; a single-use token is always new.

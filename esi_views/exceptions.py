@@ -194,8 +194,7 @@ class SSOInvalidAnswerError(SSOMalformedResponseError):
 
     def __init__(self, message: str = "", *, reason: str, **kwargs) -> None:
         self.reason = reason
-        super().__init__(message or f"The EVE SSO's new access token failed: {reason}.",
-                         **kwargs)
+        super().__init__(message or f"The EVE SSO's new access token failed: {reason}.", **kwargs)
 
 
 # -- invalid JWTs: their own family -------------------------------------------------------
@@ -243,7 +242,11 @@ class FlowError(EsiError):
     """
 
     def __init__(
-        self, status: int, title: StrOrPromise, message: StrOrPromise, *,
+        self,
+        status: int,
+        title: StrOrPromise,
+        message: StrOrPromise,
+        *,
         retry_after: int | None = None,
         retry_url: str | None = None,
     ) -> None:
@@ -292,9 +295,7 @@ class EsiRateLimitedError(EsiLimitError):
     rate-limit group (``None`` when ESI did not name it).
     """
 
-    def __init__(
-        self, message: str = "", *, retry_after: float, group: str | None = None
-    ) -> None:
+    def __init__(self, message: str = "", *, retry_after: float, group: str | None = None) -> None:
         self.retry_after = retry_after
         self.group = group
         super().__init__(

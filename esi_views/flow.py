@@ -64,8 +64,12 @@ SSO_OUTAGE_RETRY_AFTER = 30
 
 
 def error_response(request: HttpRequest, error: FlowError) -> HttpResponse:
-    context = {"title": error.title, "message": error.message, "status": error.status,
-               "retry_url": error.retry_url}
+    context = {
+        "title": error.title,
+        "message": error.message,
+        "status": error.status,
+        "retry_url": error.retry_url,
+    }
     response = TemplateResponse(request, "esi_views/error.html", context, status=error.status)
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
@@ -206,7 +210,8 @@ def _remember_flow(session_hash: str, **fields: Any) -> CallbackRedirect:
     keep = max(1, int(esi_settings.MAX_FLOWS_PER_SESSION))
     older = list(
         CallbackRedirect.objects.filter(session_hash=session_hash)
-        .order_by("-created", "-pk").values_list("pk", flat=True)[keep:]
+        .order_by("-created", "-pk")
+        .values_list("pk", flat=True)[keep:]
     )
     if older:
         CallbackRedirect.objects.filter(pk__in=older).delete()
@@ -218,8 +223,12 @@ def _remember_flow(session_hash: str, **fields: Any) -> CallbackRedirect:
 
 @sensitive_variables()
 def start_sso(
-    request: HttpRequest, kind: str, scopes: ScopesArg, return_url: str | None = None,
-    *, form_data: str = "",
+    request: HttpRequest,
+    kind: str,
+    scopes: ScopesArg,
+    return_url: str | None = None,
+    *,
+    form_data: str = "",
 ) -> HttpResponse:
     """Remember a new flow for this session and send the browser to the EVE SSO.
 
@@ -251,9 +260,14 @@ def start_sso(
 def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     session_hash = _session_hash(request)
     if not session_hash:
-        raise FlowError(400, _("Session missing"),
-                        _("Your browser did not send a session cookie with the EVE SSO's answer. "
-                        "Enable cookies for this site and try again."))
+        raise FlowError(
+            400,
+            _("Session missing"),
+            _(
+                "Your browser did not send a session cookie with the EVE SSO's answer. "
+                "Enable cookies for this site and try again."
+            ),
+        )
     state, code = request.GET.get("state"), request.GET.get("code")
     if not state:
         raise FlowError(400, _("Incomplete answer"), _("The EVE SSO's answer carries no state."))
@@ -262,11 +276,17 @@ def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     record = CallbackRedirect.objects.filter(state=state).first()
     # Only flows sent to the SSO have a PKCE verifier (not selections, not kept forms).
     if record is None or not record.code_verifier:
-        raise FlowError(400, _("Unknown login attempt"),
-                        _("This login attempt is unknown or was already used. Start again."))
+        raise FlowError(
+            400,
+            _("Unknown login attempt"),
+            _("This login attempt is unknown or was already used. Start again."),
+        )
     if not constant_time_compare(record.session_hash, session_hash):
-        raise FlowError(403, _("Not your login attempt"),
-                        _("This login attempt was started in another browser session."))
+        raise FlowError(
+            403,
+            _("Not your login attempt"),
+            _("This login attempt was started in another browser session."),
+        )
     if record.token_id is not None:
         raise FlowError(400, _("Already used"), _("This login attempt was already completed."))
     max_age = timedelta(seconds=esi_settings.CALLBACK_MAX_AGE)
@@ -276,9 +296,13 @@ def _flow_for_callback(request: HttpRequest) -> CallbackRedirect:
     if "error" in request.GET:
         record.delete()
         declined = request.GET["error"] == "access_denied"
-        raise FlowError(403, _("Login cancelled"),
-                        _("The EVE SSO did not grant access (you declined).") if declined
-                        else _("The EVE SSO did not grant access."))
+        raise FlowError(
+            403,
+            _("Login cancelled"),
+            _("The EVE SSO did not grant access (you declined).")
+            if declined
+            else _("The EVE SSO did not grant access."),
+        )
     if not code:
         raise FlowError(400, _("Incomplete answer"), _("The EVE SSO's answer carries no code."))
     return record
@@ -293,46 +317,69 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
     except InvalidJWTError as exc:
         logger.warning("SSO callback: access token rejected: %s", exc)
         if exc.reason == "malformed":  # an odd answer, like any other malformed one
-            raise FlowError(400, _("EVE SSO unavailable"), _("The EVE SSO's answer was malformed. "
-                            "Try again shortly.")) from exc
-        raise FlowError(403, _("Login rejected"), _("The EVE SSO's token failed verification.")) \
-            from exc
+            raise FlowError(
+                400,
+                _("EVE SSO unavailable"),
+                _("The EVE SSO's answer was malformed. Try again shortly."),
+            ) from exc
+        raise FlowError(
+            403, _("Login rejected"), _("The EVE SSO's token failed verification.")
+        ) from exc
     except TokenDeadError as exc:
-        raise FlowError(400, _("Login failed"),
-                        _("The EVE SSO refused the login code (it may have been used already). "
-                        "Start again.")) from exc
+        raise FlowError(
+            400,
+            _("Login failed"),
+            _("The EVE SSO refused the login code (it may have been used already). Start again."),
+        ) from exc
     except SSOMalformedResponseError as exc:
         # An answer we cannot use (odd numbers, not JSON): refused like any bad input.
         logger.warning("SSO callback: unusable answer: %s", exc)
-        raise FlowError(400, _("EVE SSO unavailable"),
-                        _("The EVE SSO's answer was malformed. Try again shortly.")) \
-            from exc
+        raise FlowError(
+            400,
+            _("EVE SSO unavailable"),
+            _("The EVE SSO's answer was malformed. Try again shortly."),
+        ) from exc
     except SSOTransientError as exc:
         # Their outage, not the user's mistake: 503 with Retry-After, and a way back in.
         wait = exc.retry_after
         retry_after = max(1, math.ceil(wait)) if wait else SSO_OUTAGE_RETRY_AFTER
         logger.warning("SSO callback: SSO unavailable: %s", exc)
-        raise FlowError(503, _("EVE SSO unavailable"),
-                        _("The EVE SSO could not complete the login right now. Please try again "
-                        "in a minute."), retry_after=retry_after,
-                        retry_url=safe_return_url(request, record.return_url)) from exc
+        raise FlowError(
+            503,
+            _("EVE SSO unavailable"),
+            _("The EVE SSO could not complete the login right now. Please try again in a minute."),
+            retry_after=retry_after,
+            retry_url=safe_return_url(request, record.return_url),
+        ) from exc
     except SSOConfigurationError as exc:
         # Our settings are wrong (client id/secret, a missing setting): every login fails
         # until someone fixes them, so this is a server error for the logs and alerts.
-        logger.error("SSO callback: the EVE SSO configuration of this site is wrong "
-                     "(%s: %s); no login can succeed until it is fixed.",
-                     type(exc).__name__, exc, exc_info=exc)
-        raise FlowError(500, _("Login unavailable"),
-                        _("This site's EVE SSO setup is broken, so logins cannot work right now. "
-                        "Please tell the site's administrators.")) from exc
+        logger.error(
+            "SSO callback: the EVE SSO configuration of this site is wrong "
+            "(%s: %s); no login can succeed until it is fixed.",
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
+        raise FlowError(
+            500,
+            _("Login unavailable"),
+            _(
+                "This site's EVE SSO setup is broken, so logins cannot work right now. "
+                "Please tell the site's administrators."
+            ),
+        ) from exc
     except SSOError as exc:
         logger.error("SSO callback: %s", exc)
         raise FlowError(400, _("Login failed"), _("The EVE SSO refused the login.")) from exc
     requested = normalize_scopes(record.requested_scopes)
     if not requested <= answer.claims.scopes:
-        raise FlowError(403, _("Missing permissions"),
-                        _("The EVE SSO granted fewer scopes than this page needs: %(scopes)s.")
-                        % {"scopes": ", ".join(sorted(requested - answer.claims.scopes))})
+        raise FlowError(
+            403,
+            _("Missing permissions"),
+            _("The EVE SSO granted fewer scopes than this page needs: %(scopes)s.")
+            % {"scopes": ", ".join(sorted(requested - answer.claims.scopes))},
+        )
     # Single-use tokens belong to no user, so they are never listed or selectable.
     owner = None if record.kind == Kind.SINGLE_USE else getattr(request, "user", None)
     owner = owner if owner is not None and owner.is_authenticated else None
@@ -354,8 +401,13 @@ def complete_callback(request: HttpRequest) -> HttpResponse:
 
 @sensitive_variables()
 def render_selection(
-    request: HttpRequest, kind: str, scopes: ScopesArg, tokens: list[Token],
-    template_name: str = "esi_views/select_token.html", *, form_data: str = "",
+    request: HttpRequest,
+    kind: str,
+    scopes: ScopesArg,
+    tokens: list[Token],
+    template_name: str = "esi_views/select_token.html",
+    *,
+    form_data: str = "",
 ) -> TemplateResponse:
     """The page on which a user picks one of ``tokens`` (or adds a character).
 
@@ -371,14 +423,22 @@ def render_selection(
     if form_data:
         session_hash = _session_hash(request)
         if session_hash is None:  # nothing to bind the waiting fields to
-            raise FlowError(400, _("Session missing"),
-                            _("Your browser sent no session cookie. Enable cookies for this site "
-                            "and try again."))
+            raise FlowError(
+                400,
+                _("Session missing"),
+                _(
+                    "Your browser sent no session cookie. Enable cookies for this site "
+                    "and try again."
+                ),
+            )
         payload["p"] = _remember_flow(
-            session_hash, state=get_random_string(43), kind=kind,
+            session_hash,
+            state=get_random_string(43),
+            kind=kind,
             requested_scopes=scopes_to_string(scopes),
             return_url=safe_return_url(request, payload["r"]),
-            method="POST", form_data=form_data,
+            method="POST",
+            form_data=form_data,
         ).state
     context = {
         # Plain values: the template renders 100 characters without a query or a loop
@@ -404,15 +464,18 @@ def render_selection(
 def _selection_payload(request: HttpRequest) -> dict[str, str]:
     max_age = max(3600, esi_settings.CALLBACK_MAX_AGE)
     try:
-        payload = signing.loads(request.POST.get("flow", ""), salt=_SELECTION_SALT,
-                                max_age=max_age)
+        payload = signing.loads(request.POST.get("flow", ""), salt=_SELECTION_SALT, max_age=max_age)
     except signing.SignatureExpired as exc:
         raise FlowError(400, _("Page expired"), _("This page is too old. Reload it.")) from exc
     except signing.BadSignature as exc:
         raise FlowError(400, _("Invalid request"), _("The selection form was altered.")) from exc
     binding = _selection_binding(_session_key(request))
-    if not (binding and isinstance(payload, dict) and isinstance(payload.get("sb"), str)
-            and constant_time_compare(payload["sb"], binding)):
+    if not (
+        binding
+        and isinstance(payload, dict)
+        and isinstance(payload.get("sb"), str)
+        and constant_time_compare(payload["sb"], binding)
+    ):
         raise FlowError(403, _("Not your selection"), _("This page belongs to another session."))
     return payload
 
@@ -431,10 +494,16 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
     return_url = safe_return_url(request, payload["r"])
     kept = None
     if payload.get("p"):
-        kept = _fresh(CallbackRedirect.objects).filter(
-            state=payload["p"], session_hash=_session_hash(request), token__isnull=True,
-            method="POST",
-        ).first()
+        kept = (
+            _fresh(CallbackRedirect.objects)
+            .filter(
+                state=payload["p"],
+                session_hash=_session_hash(request),
+                token__isnull=True,
+                method="POST",
+            )
+            .first()
+        )
         if kept is None:
             raise FlowError(400, _("Page expired"), _("This page is too old. Reload it."))
     if request.POST.get("action") == "add":
@@ -452,8 +521,11 @@ def complete_selection(request: HttpRequest) -> HttpResponse:
         .first()
     )
     if token is None:
-        raise FlowError(403, _("Not available"),
-                        _("That token is not one of yours with the permissions this page needs."))
+        raise FlowError(
+            403,
+            _("Not available"),
+            _("That token is not one of yours with the permissions this page needs."),
+        )
     if kept is not None:
         kept.token = token
         kept.save(update_fields=["token"])

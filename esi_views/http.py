@@ -70,8 +70,9 @@ class _CappedRetry(Retry):
             return False
         return super().is_retry(method, status_code, has_retry_after)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
-                  _stacktrace=None):
+    def increment(
+        self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None
+    ):
         if error is not None and self._is_read_error(error) and (method or "").upper() != "GET":
             # The request was sent: a POST may already have been acted on.
             raise MaxRetryError(_pool, url, error) from error
@@ -112,7 +113,9 @@ def _retry(policy: RetryPolicy) -> Retry:
 
 def user_agent() -> str:
     contact = esi_settings.USER_CONTACT_EMAIL or "no contact set"
-    return f"django-esi-views/{__version__} ({contact}; +https://pypi.org/project/django-esi-views/)"
+    return (
+        f"django-esi-views/{__version__} ({contact}; +https://pypi.org/project/django-esi-views/)"
+    )
 
 
 class _SSOSession(OAuth2Session):
@@ -131,16 +134,16 @@ class _SSOSession(OAuth2Session):
         if proxies or stream is not None or verify is not None or cert is not None:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         if url not in self._environment:
-            self._environment[url] = super().merge_environment_settings(url, {}, None, None,
-                                                                        None)
+            self._environment[url] = super().merge_environment_settings(url, {}, None, None, None)
         return dict(self._environment[url])
 
 
 def _build_session(policy: RetryPolicy) -> OAuth2Session:
     for name in ("SSO_CLIENT_ID", "SSO_CLIENT_SECRET"):
         if not getattr(esi_settings, name):
-            raise MissingSettingError(f"ESI_{name} is not set; see 'Settings' in the "
-                                      "django-esi-views documentation.")
+            raise MissingSettingError(
+                f"ESI_{name} is not set; see 'Settings' in the django-esi-views documentation."
+            )
     session = _SSOSession(
         client_id=esi_settings.SSO_CLIENT_ID,
         client_secret=esi_settings.SSO_CLIENT_SECRET,
@@ -235,11 +238,13 @@ def status_error(response: requests.Response) -> SSOError | None:
         return None
     wait = retry_after(response)
     if status == 429:
-        return SSORateLimitedError("The EVE SSO is rate limiting us.", retry_after=wait,
-                                   status=status)
+        return SSORateLimitedError(
+            "The EVE SSO is rate limiting us.", retry_after=wait, status=status
+        )
     if status >= 500:
-        return SSOServerError(f"The EVE SSO answered HTTP {status}.", retry_after=wait,
-                              status=status)
+        return SSOServerError(
+            f"The EVE SSO answered HTTP {status}.", retry_after=wait, status=status
+        )
     body = json_object(response) or {}
     code = body.get("error") if isinstance(body.get("error"), str) else None
     description = body.get("error_description")
@@ -249,9 +254,18 @@ def status_error(response: requests.Response) -> SSOError | None:
     if code in ("invalid_client", "unauthorized_client") or (status == 401 and code is None):
         return InvalidClientError(
             message="The EVE SSO rejected our client id or secret; check ESI_SSO_CLIENT_ID and "
-            "ESI_SSO_CLIENT_SECRET.", error=code, description=description, status=status)
+            "ESI_SSO_CLIENT_SECRET.",
+            error=code,
+            description=description,
+            status=status,
+        )
     if code:
-        return SSORejectedError(message=f"The EVE SSO refused the request: {code}.", error=code,
-                                description=description, status=status)
-    return SSOMalformedResponseError(f"The EVE SSO answered HTTP {status} without an OAuth error.",
-                                     status=status)
+        return SSORejectedError(
+            message=f"The EVE SSO refused the request: {code}.",
+            error=code,
+            description=description,
+            status=status,
+        )
+    return SSOMalformedResponseError(
+        f"The EVE SSO answered HTTP {status} without an OAuth error.", status=status
+    )

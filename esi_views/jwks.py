@@ -81,8 +81,9 @@ def _shared_cache(method: str, *args: Any) -> Any:
     try:
         return getattr(caches[esi_settings.JWKS_CACHE_ALIAS], method)(*args)
     except Exception:  # Redis down must not make every token unverifiable
-        logger.warning("JWKS cache %r unavailable for %s", esi_settings.JWKS_CACHE_ALIAS,
-                       method, exc_info=True)
+        logger.warning(
+            "JWKS cache %r unavailable for %s", esi_settings.JWKS_CACHE_ALIAS, method, exc_info=True
+        )
         return None
 
 

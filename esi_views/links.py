@@ -20,8 +20,12 @@ __all__ = ["login_url", "portrait_url", "safe_return_url"]
 
 def safe_return_url(request: HttpRequest, url: str | None) -> str:
     """``url`` if it stays on this site, else ``/``."""
-    if url and url.isprintable() and url_has_allowed_host_and_scheme(
-        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    if (
+        url
+        and url.isprintable()
+        and url_has_allowed_host_and_scheme(
+            url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return url
     return "/"

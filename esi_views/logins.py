@@ -36,14 +36,19 @@ def store_token(request: HttpRequest, record: CallbackRedirect, answer: Any, own
     with transaction.atomic():
         if owner is not None:
             try:
-                accounts.link_character(owner, claims.character_id, claims.character_name,
-                                        claims.owner_hash)
+                accounts.link_character(
+                    owner, claims.character_id, claims.character_name, claims.owner_hash
+                )
             except accounts.CharacterOwnedElsewhere:
                 raise _flow.FlowError(
-                    403, _("Character linked to another account"),
-                    _("%(name)s belongs to another account on this site. "
-                      "Log out and log in with it to use that account.")
-                    % {"name": claims.character_name}) from None
+                    403,
+                    _("Character linked to another account"),
+                    _(
+                        "%(name)s belongs to another account on this site. "
+                        "Log out and log in with it to use that account."
+                    )
+                    % {"name": claims.character_name},
+                ) from None
         token = Token.objects.create_from_response(answer, user=owner)
         if record.kind == Kind.LOGIN and owner is None:
             _log_in(request, token)
@@ -66,9 +71,13 @@ def _log_in(request: HttpRequest, token: Token) -> None:
         # Rolled back with the token by the caller's transaction.
         logger.info("Login refused for character %s", token.character_id)
         raise _flow.FlowError(
-            403, _("Login refused"),
-            _("%(name)s cannot log in here: its account is disabled, or this "
-              "site does not create accounts for new characters.")
-            % {"name": token.character_name})
+            403,
+            _("Login refused"),
+            _(
+                "%(name)s cannot log in here: its account is disabled, or this "
+                "site does not create accounts for new characters."
+            )
+            % {"name": token.character_name},
+        )
     auth.login(request, user)
     # login() gives the session a new key: later flows bind to it.

@@ -98,8 +98,9 @@ class BaseTokenMixin:
 
     def handle_no_token(self) -> HttpResponse:
         """The response when there is no usable token: send the user to the EVE SSO."""
-        return flow.start_sso(self.request, self.kind, self.get_scopes(),
-                              form_data=reentry.capture(self.request))
+        return flow.start_sso(
+            self.request, self.kind, self.get_scopes(), form_data=reentry.capture(self.request)
+        )
 
     def get_login_url(self) -> str:
         """``login_url`` or ``settings.LOGIN_URL``, as in Django's ``AccessMixin``."""
@@ -198,7 +199,11 @@ class TokenRequiredMixin(BaseTokenMixin):
     def render_token_selection(self, tokens: list[Token]) -> HttpResponse:
         """The page listing the user's matching characters; override to restyle."""
         return flow.render_selection(
-            self.request, self.kind, self.get_scopes(), tokens, self.token_selection_template_name,
+            self.request,
+            self.kind,
+            self.get_scopes(),
+            tokens,
+            self.token_selection_template_name,
             form_data=reentry.capture(self.request),
         )
 

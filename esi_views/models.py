@@ -24,8 +24,14 @@ from .scopes import ScopesArg, scopes_digest
 if TYPE_CHECKING:
     from .esi import EsiSession
 
-__all__ = ["CallbackRedirect", "CharacterOwnership", "Scope", "Token", "TokenQuerySet",
-           "hash_session_key"]
+__all__ = [
+    "CallbackRedirect",
+    "CharacterOwnership",
+    "Scope",
+    "Token",
+    "TokenQuerySet",
+    "hash_session_key",
+]
 
 # Also frozen in migration 0006 (which hashed the keys stored before): keep them equal.
 SESSION_HASH_SALT = "esi_views.CallbackRedirect.session_hash"
@@ -233,7 +239,8 @@ class CharacterOwnership(models.Model):
         ordering = ["-is_main", "character_name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["user"], condition=models.Q(is_main=True),
+                fields=["user"],
+                condition=models.Q(is_main=True),
                 name="esi_views_one_main_character_per_user",
             ),
         ]

@@ -71,8 +71,9 @@ class TokenQuerySet(models.QuerySet["Token"]):
 
     # -- a user's tokens (what the mixins, the decorators and esi_drf hand out) --------
 
-    def for_user(self, user: Any, scopes: ScopesArg = "", *,
-                 character_id: int | None = None) -> TokenQuerySet:
+    def for_user(
+        self, user: Any, scopes: ScopesArg = "", *, character_id: int | None = None
+    ) -> TokenQuerySet:
         """This user's tokens with these scopes, most recently refreshed first; not yet
         checked for validity (chain ``require_valid()`` or ``valid_tokens()``).
 
@@ -85,8 +86,9 @@ class TokenQuerySet(models.QuerySet["Token"]):
             tokens = tokens.filter(character_id=character_id)
         return tokens.require_scopes(scopes).order_by("-updated", "-pk")
 
-    def usable_by(self, user: Any, scopes: ScopesArg = "", *,
-                  character_id: int | None = None) -> TokenQuerySet:
+    def usable_by(
+        self, user: Any, scopes: ScopesArg = "", *, character_id: int | None = None
+    ) -> TokenQuerySet:
         """``for_user(...).require_valid()``: evaluated, expired ones refreshed first."""
         return self.for_user(user, scopes, character_id=character_id).require_valid()
 
@@ -211,8 +213,11 @@ class TokenQuerySet(models.QuerySet["Token"]):
         # ("database is locked"); this process's threads queue here instead. Not inside
         # a caller's transaction: it may hold the database's write lock already, and
         # waiting for our lock under it could block a thread that holds ours.
-        queue = _STORE_LOCK if not connection.features.has_select_for_update \
-            and not connection.in_atomic_block else contextlib.nullcontext()
+        queue = (
+            _STORE_LOCK
+            if not connection.features.has_select_for_update and not connection.in_atomic_block
+            else contextlib.nullcontext()
+        )
         with queue, transaction.atomic(using=database):
             return self._store(response, user)
 
@@ -235,8 +240,11 @@ class TokenQuerySet(models.QuerySet["Token"]):
         if merge:
             equivalent = list(
                 self.select_for_update()
-                .filter(character_id=claims.character_id, character_owner_hash=claims.owner_hash,
-                        user_id=user_id)
+                .filter(
+                    character_id=claims.character_id,
+                    character_owner_hash=claims.owner_hash,
+                    user_id=user_id,
+                )
                 .require_scopes_exact(claims.scopes)
                 .order_by("-updated", "-pk")
             )
@@ -250,8 +258,9 @@ class TokenQuerySet(models.QuerySet["Token"]):
             # A savepoint: if a concurrent login inserted the same token first, only the
             # insert is undone and we merge into theirs.
             with transaction.atomic(using=router.db_for_write(self.model)):
-                token = self.create(user_id=user_id, character_id=claims.character_id,
-                                    scope_digest=digest, **fields)
+                token = self.create(
+                    user_id=user_id, character_id=claims.character_id, scope_digest=digest, **fields
+                )
         except IntegrityError:
             if not digest:
                 raise
@@ -277,10 +286,13 @@ class TokenQuerySet(models.QuerySet["Token"]):
             [scope_model(name=name) for name in scopes], ignore_conflicts=True
         )
         links = self.model.scopes.through
-        links.objects.bulk_create([
-            links(token_id=token.pk, scope_id=pk)
-            for pk in scope_model.objects.filter(name__in=scopes).values_list("pk", flat=True)
-        ], ignore_conflicts=True)
+        links.objects.bulk_create(
+            [
+                links(token_id=token.pk, scope_id=pk)
+                for pk in scope_model.objects.filter(name__in=scopes).values_list("pk", flat=True)
+            ],
+            ignore_conflicts=True,
+        )
 
     @method_decorator(sensitive_variables())
     def _merge(self, kept: Token, fields: dict[str, Any], digest: str) -> Token:

@@ -202,7 +202,8 @@ class SpacingLimiter:
         grace_us = max(MIN_GRACE_US, 2 * self.rate.interval_us)
         try:
             admitted, wait_us, now_us = (self.script or _SCRIPT)(
-                self.get_client(), keys=[self.key],
+                self.get_client(),
+                keys=[self.key],
                 args=[token, self.rate.interval_us, grace_us],
             )
         except RedisUnavailableError as exc:
@@ -313,7 +314,9 @@ def rate_limited_task(
                 wait = _redis_backoff()
                 logger.warning(
                     "Rate limiter Redis unavailable for %s (%s); retrying in %.1f s.",
-                    self.name, exc, wait,
+                    self.name,
+                    exc,
+                    wait,
                 )
             if wait == 0.0:
                 # Redis's time of admission, for tasks that want to log or measure it.

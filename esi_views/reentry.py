@@ -43,14 +43,24 @@ def capture(request: HttpRequest) -> str:
         return ""
     _require_csrf_checked(request)
     if request.FILES:
-        raise FlowError(400, _("Files cannot be carried over"),
-                        _("This form sends files, which cannot be kept while you log in with "
-                        "EVE Online. Log in first, then send the form again."))
+        raise FlowError(
+            400,
+            _("Files cannot be carried over"),
+            _(
+                "This form sends files, which cannot be kept while you log in with "
+                "EVE Online. Log in first, then send the form again."
+            ),
+        )
     pairs = [(k, v) for k, values in request.POST.lists() if k not in _NOT_KEPT for v in values]
     if len(urlencode(pairs)) > int(esi_settings.REENTRY_MAX_BYTES):
-        raise FlowError(413, _("Form too large"),
-                        _("This form is too large to be kept while you log in with EVE Online. "
-                        "Log in first, then send it again."))
+        raise FlowError(
+            413,
+            _("Form too large"),
+            _(
+                "This form is too large to be kept while you log in with EVE Online. "
+                "Log in first, then send it again."
+            ),
+        )
     return json.dumps(pairs) if pairs else json.dumps([])
 
 
@@ -62,10 +72,15 @@ def _require_csrf_checked(request: HttpRequest) -> None:
     CSRF token once the victim has logged in.
     """
     if not getattr(request, "csrf_processing_done", False):
-        raise FlowError(403, _("Form not verified"),
-                        _("This form could not be checked against cross-site requests, so it "
-                        "cannot be kept while you log in with EVE Online. Log in first, then "
-                        "send it again."))
+        raise FlowError(
+            403,
+            _("Form not verified"),
+            _(
+                "This form could not be checked against cross-site requests, so it "
+                "cannot be kept while you log in with EVE Online. Log in first, then "
+                "send it again."
+            ),
+        )
 
 
 def _restore(request: HttpRequest, form_data: str) -> None:
@@ -78,11 +93,15 @@ def _restore(request: HttpRequest, form_data: str) -> None:
 
 
 def _resubmit_page(request: HttpRequest, record: CallbackRedirect) -> HttpResponse:
-    response = TemplateResponse(request, "esi_views/reentry.html", {
-        "action": request.get_full_path(),
-        "field": REENTRY_FIELD,
-        "key": record.state,
-    })
+    response = TemplateResponse(
+        request,
+        "esi_views/reentry.html",
+        {
+            "action": request.get_full_path(),
+            "field": REENTRY_FIELD,
+            "key": record.state,
+        },
+    )
     add_never_cache_headers(response)
     return response
 
@@ -94,13 +113,12 @@ def hand_back(request: HttpRequest, kind: str, scopes: ScopesArg) -> Token | Htt
     if marker is not None:
         _require_csrf_checked(request)
         if found is None or found[1].state != marker:
-            raise FlowError(403, _("Not your form"),
-                            _("This form belongs to another login attempt or session."))
+            raise FlowError(
+                403, _("Not your form"), _("This form belongs to another login attempt or session.")
+            )
         token, record = found
         # Single use, even for two submissions racing each other.
-        if not CallbackRedirect.objects.filter(pk=record.pk, method="POST").update(
-            method="GET"
-        ):
+        if not CallbackRedirect.objects.filter(pk=record.pk, method="POST").update(method="GET"):
             raise FlowError(400, _("Already sent"), _("This form was already sent once."))
         _restore(request, record.form_data)
         CallbackRedirect.objects.filter(pk=record.pk).update(form_data="")

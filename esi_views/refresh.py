@@ -78,8 +78,7 @@ class RefreshReport:
     skipped_locked: list[int] = field(default_factory=list)
 
     def merge(self, other: RefreshReport) -> None:
-        for name in ("refreshed", "already_fresh", "dead", "transient", "other",
-                     "skipped_locked"):
+        for name in ("refreshed", "already_fresh", "dead", "transient", "other", "skipped_locked"):
             getattr(self, name).extend(getattr(other, name))
 
     @property
@@ -179,8 +178,12 @@ def _timed_call(token: Token) -> sso.TokenResponse | SSOError:
     started = time.monotonic()
     result = _call_sso(token)
     outcome = type(result).__name__ if isinstance(result, Exception) else "ok"
-    sso_call.send(_timed_call, grant_type="refresh_token", outcome=outcome,
-                  duration=time.monotonic() - started)
+    sso_call.send(
+        _timed_call,
+        grant_type="refresh_token",
+        outcome=outcome,
+        duration=time.monotonic() - started,
+    )
     return result
 
 
@@ -299,8 +302,8 @@ def _save(tokens: list[Token], fields: tuple[str, ...]) -> None:
         + f" WHERE {quote(_column(token_model._meta.pk))} = %s"
     )
     rows = [
-        [field.get_db_prep_save(field.pre_save(token, False), connection)
-         for field in model_fields] + [token.pk]
+        [field.get_db_prep_save(field.pre_save(token, False), connection) for field in model_fields]
+        + [token.pk]
         for token in tokens
     ]
     with connection.cursor() as cursor:

@@ -59,8 +59,11 @@ def _django_esi_limit_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         return ()
     names = ("ESIBucketLimitException", "ESIErrorLimitException")
-    return tuple(c for c in (getattr(esi_exceptions, n, None) for n in names)
-                 if isinstance(c, type) and issubclass(c, BaseException))
+    return tuple(
+        c
+        for c in (getattr(esi_exceptions, n, None) for n in names)
+        if isinstance(c, type) and issubclass(c, BaseException)
+    )
 
 
 def limit_wait(exc: BaseException) -> float | None:
@@ -89,9 +92,7 @@ def _jitter(wait: float) -> float:
 
 def _max_countdown(task: Any) -> float:
     """The longest countdown the broker holds safely: under its visibility timeout."""
-    options = getattr(getattr(task, "app", None), "conf", {}).get(
-        "broker_transport_options"
-    ) or {}
+    options = getattr(getattr(task, "app", None), "conf", {}).get("broker_transport_options") or {}
     try:
         visibility = float(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT))
     except (TypeError, ValueError):
@@ -112,8 +113,9 @@ def _defer(task: Any, until: float, exc: BaseException | None) -> Any:
     headers[DEFER_UNTIL_HEADER] = until
     # Deferral is not a failure: give back the retry that retry() counts.
     request.retries -= 1
-    logger.info("%s deferred %.1f s by ESI limits (countdown %.1f s)",
-                task.name, remaining, countdown)
+    logger.info(
+        "%s deferred %.1f s by ESI limits (countdown %.1f s)", task.name, remaining, countdown
+    )
     return task.retry(countdown=countdown, headers=headers, exc=exc)
 
 
@@ -146,8 +148,11 @@ def rate_limit_retry_task(func: F) -> F:
             if wait is None:
                 raise
             if not _is_task(task):
-                logger.error("%s hit an ESI limit but its first argument is not a bound "
-                             "task, so it cannot be retried.", func.__qualname__)
+                logger.error(
+                    "%s hit an ESI limit but its first argument is not a bound "
+                    "task, so it cannot be retried.",
+                    func.__qualname__,
+                )
                 raise
             if task.request.is_eager or task.request.called_directly:
                 raise  # no queue to come back through: let the caller see the limit

@@ -75,8 +75,9 @@ class TokenResponse:
 
 def _callback_url() -> str:
     if not esi_settings.SSO_CALLBACK_URL:
-        raise MissingSettingError("ESI_SSO_CALLBACK_URL is not set; see 'Settings' in the "
-                                  "django-esi-views documentation.")
+        raise MissingSettingError(
+            "ESI_SSO_CALLBACK_URL is not set; see 'Settings' in the django-esi-views documentation."
+        )
     return esi_settings.SSO_CALLBACK_URL
 
 
@@ -159,7 +160,8 @@ def _token_call(policy: RetryPolicy, call: str, **kwargs: Any) -> dict[str, Any]
         error = SSORejectedError(error=exc.error, description=exc.description)
     except (ValueError, TypeError, OverflowError) as exc:  # authlib choking on an answer
         error = SSOMalformedResponseError(
-            f"The EVE SSO's token answer is unusable ({type(exc).__name__}).")
+            f"The EVE SSO's token answer is unusable ({type(exc).__name__})."
+        )
     finally:
         session.token = None  # the per-thread session must not hold on to secrets
     raise fresh_error(error)
@@ -228,14 +230,16 @@ def refresh(
         error = exc
     except Exception as exc:
         logger.exception("Could not verify the EVE SSO's refresh answer")
-        error = SSOTransientError(f"Could not verify the EVE SSO's answer: {exc!r}",
-                                  refresh_token=new_refresh_token)
+        error = SSOTransientError(
+            f"Could not verify the EVE SSO's answer: {exc!r}", refresh_token=new_refresh_token
+        )
     if error is not None:
         # Raised afresh: the frames below hold the new tokens as local variables.
         raise fresh_error(error, cause)
     if owner_hash is not None and response.claims.owner_hash != owner_hash:
-        raise OwnerChangedError(old_owner_hash=owner_hash,
-                                new_owner_hash=response.claims.owner_hash)
+        raise OwnerChangedError(
+            old_owner_hash=owner_hash, new_owner_hash=response.claims.owner_hash
+        )
     return response
 
 
@@ -254,4 +258,3 @@ def revoke(refresh_token: str) -> None:
         error = status_error(response)
     if error is not None:
         raise fresh_error(error)
-

@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 # KEYS: holders, queue, alive. ARGV: holder id, limit, lease us, waiter ttl us.
 # Returns {1, 0, 0} when the slot is taken, else {0, place in line, us to first expiry}.
-_ACQUIRE = LuaScript("""
+_ACQUIRE = LuaScript(
+    """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local id, limit = ARGV[1], tonumber(ARGV[2])
@@ -79,23 +80,32 @@ redis.call('PEXPIRE', KEYS[3], keep)
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local until_free = first[2] and math.max(0, tonumber(first[2]) - now) or 0
 return {0, place - free + 1, until_free}
-""", name="sso-semaphore-acquire")
+""",
+    name="sso-semaphore-acquire",
+)
 
 # KEYS: holders, queue, alive. ARGV: holder id. Returns 1 if it still held a slot.
-_RELEASE = LuaScript("""
+_RELEASE = LuaScript(
+    """
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return redis.call('ZREM', KEYS[1], ARGV[1])
-""", name="sso-semaphore-release")
+""",
+    name="sso-semaphore-release",
+)
 
 
 def default_lease() -> float:
     """Seconds the longest token-endpoint call of our SSO client can take, plus a margin."""
     connect, read = (float(v) for v in esi_settings.SSO_TIMEOUT)
     retries = int(esi_settings.SSO_MAX_RETRIES)
-    backoff = float(esi_settings.SSO_BACKOFF_FACTOR) * (2 ** retries)
-    return (connect + read) * (retries + 1) + float(esi_settings.SSO_MAX_RETRY_AFTER) * retries \
-        + backoff + 5.0
+    backoff = float(esi_settings.SSO_BACKOFF_FACTOR) * (2**retries)
+    return (
+        (connect + read) * (retries + 1)
+        + float(esi_settings.SSO_MAX_RETRY_AFTER) * retries
+        + backoff
+        + 5.0
+    )
 
 
 class RedisSemaphore:
@@ -104,8 +114,9 @@ class RedisSemaphore:
     poll_interval = 0.05  # seconds between a waiter's polls (jittered down to half)
     waiter_ttl = 5.0  # a waiter silent this long leaves the queue
 
-    def __init__(self, name: str, limit: int, *, lease: float, client: Any = None,
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self, name: str, limit: int, *, lease: float, client: Any = None, prefix: str | None = None
+    ) -> None:
         if limit < 1:
             raise ValueError(f"A semaphore needs at least one slot, not {limit}.")
         self.name, self.limit, self.lease = name, int(limit), float(lease)
@@ -119,7 +130,8 @@ class RedisSemaphore:
     def try_acquire(self, holder: str) -> tuple[bool, int, float]:
         """One round trip: (taken, place in line, seconds until the first lease ends)."""
         taken, place, until_free = _ACQUIRE(
-            self.get_client(), keys=self.keys,
+            self.get_client(),
+            keys=self.keys,
             args=[holder, self.limit, int(self.lease * 1e6), int(self.waiter_ttl * 1e6)],
         )
         return bool(taken), int(place), int(until_free) / 1e6
@@ -154,11 +166,14 @@ class RedisSemaphore:
             if not self.release(holder):
                 logger.warning(
                     "The lease on semaphore %s ran out before its holder finished "
-                    "(ESI_SSO_CONCURRENCY_LEASE %.1f s is too short?).", self.name, self.lease,
+                    "(ESI_SSO_CONCURRENCY_LEASE %.1f s is too short?).",
+                    self.name,
+                    self.lease,
                 )
         except RedisUnavailableError as exc:
-            logger.warning("Could not release a slot of %s (%s); its lease frees it.",
-                           self.name, exc)
+            logger.warning(
+                "Could not release a slot of %s (%s); its lease frees it.", self.name, exc
+            )
 
     @contextmanager
     def slot(self, timeout: float) -> Iterator[str | None]:

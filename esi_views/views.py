@@ -86,8 +86,9 @@ def sso_redirect(
     """
     next_url = resolve_url(return_to) if return_to else request.get_full_path()
     try:
-        return flow.start_sso(request, flow.Kind.LOGIN, scopes or "",
-                              links.safe_return_url(request, next_url))
+        return flow.start_sso(
+            request, flow.Kind.LOGIN, scopes or "", links.safe_return_url(request, next_url)
+        )
     except flow.FlowError as error:
         return flow.error_response(request, error)
 

@@ -30,9 +30,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the django-esi-views demo site.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "8000")))
-    parser.add_argument("--sso-port", type=int,
-                        default=int(os.environ.get("DEMO_SSO_PORT", "8765")),
-                        help="port of the fake EVE SSO (0: any free port)")
+    parser.add_argument(
+        "--sso-port",
+        type=int,
+        default=int(os.environ.get("DEMO_SSO_PORT", "8765")),
+        help="port of the fake EVE SSO (0: any free port)",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
     sso = None
     if all(os.environ.get(name) for name in REAL_SSO_SETTINGS):
-        sso_text = (f"the real EVE SSO (client id {os.environ['ESI_SSO_CLIENT_ID']}, "
-                    f"callback {os.environ['ESI_SSO_CALLBACK_URL']})")
+        sso_text = (
+            f"the real EVE SSO (client id {os.environ['ESI_SSO_CLIENT_ID']}, "
+            f"callback {os.environ['ESI_SSO_CALLBACK_URL']})"
+        )
     else:
         sso = _start_fake_sso(args.host, args.sso_port, site_url)
         os.environ["DEMO_FAKE_SSO_URL"] = sso.base_url
@@ -99,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f" Admin         {site_url}/admin/  {admin_text}", flush=True)
         print(f" Swagger UI    {site_url}/api/docs/", flush=True)
         print(f" Database      {settings.DATABASES['default']['NAME']}", flush=True)
-        celery_mode = ("eager (in the web process)" if settings.CELERY_TASK_ALWAYS_EAGER
-                       else f"broker {settings.CELERY_BROKER_URL}")
-        print(f" Celery        {celery_mode}, demo task rate {settings.DEMO_TASK_RATE}",
-              flush=True)
+        celery_mode = (
+            "eager (in the web process)"
+            if settings.CELERY_TASK_ALWAYS_EAGER
+            else f"broker {settings.CELERY_BROKER_URL}"
+        )
+        print(f" Celery        {celery_mode}, demo task rate {settings.DEMO_TASK_RATE}", flush=True)
         print(f" Stop          Ctrl-C\n{rule}\n", flush=True)
         call_command("runserver", f"{args.host}:{args.port}", use_reloader=False)
     except KeyboardInterrupt:

@@ -32,7 +32,8 @@ class SyncAsyncClient:
         return getattr(self._client, name)
 
     get, post, put, patch, delete, head, options = map(
-        _blocking, ["get", "post", "put", "patch", "delete", "head", "options"])
+        _blocking, ["get", "post", "put", "patch", "delete", "head", "options"]
+    )
 
 
 def client_for(form: str, **defaults):

@@ -41,8 +41,12 @@ def _check_services() -> list[str]:
         db = settings.DATABASES["default"]
         try:
             psycopg.connect(
-                host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"],
-                password=db["PASSWORD"] or None, dbname=db["NAME"], connect_timeout=5,
+                host=db["HOST"],
+                port=db["PORT"] or 5432,
+                user=db["USER"],
+                password=db["PASSWORD"] or None,
+                dbname=db["NAME"],
+                connect_timeout=5,
             ).close()
         except psycopg.Error as exc:
             problems.append(f"PostgreSQL unreachable: {exc}")
@@ -62,9 +66,7 @@ def pytest_sessionstart(session):
     if settings.REQUIRE_SERVICES:
         problems = _check_services()
         if problems:
-            raise pytest.UsageError(
-                "ESI_TEST_REQUIRE_SERVICES=1 but: " + "; ".join(problems)
-            )
+            raise pytest.UsageError("ESI_TEST_REQUIRE_SERVICES=1 but: " + "; ".join(problems))
 
 
 # A local three-master Redis Cluster (session-wide) and a key namespace on it per test.

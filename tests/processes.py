@@ -43,8 +43,11 @@ def wait_at_gate(key):
 def waiting_at_gate(key: int) -> int:
     """How many sessions are waiting at the advisory lock ``key``."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                       "AND objid = %s AND NOT granted", [key])
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND objid = %s AND NOT granted",
+            [key],
+        )
         return cursor.fetchone()[0]
 
 
@@ -63,6 +66,10 @@ def start(script: str, *args: object, fake_sso) -> subprocess.Popen:
         "ESI_CHILD_SETTINGS": json.dumps(fake_sso.settings()),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", PREAMBLE + GATE + script, *map(str, args)], env=env, cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", PREAMBLE + GATE + script, *map(str, args)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

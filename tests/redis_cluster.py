@@ -68,15 +68,17 @@ def _pick_ports() -> list[int]:
 
 def _ping(port: int) -> bool:
     with contextlib.suppress(redis.RedisError):
-        return bool(redis.Redis(host=HOST, port=port, socket_timeout=1,
-                                socket_connect_timeout=1).ping())
+        return bool(
+            redis.Redis(host=HOST, port=port, socket_timeout=1, socket_connect_timeout=1).ping()
+        )
     return False
 
 
 def _cluster_ok(port: int) -> bool:
     with contextlib.suppress(redis.RedisError):
-        info = redis.Redis(host=HOST, port=port, socket_timeout=1,
-                           decode_responses=True).cluster("INFO")
+        info = redis.Redis(host=HOST, port=port, socket_timeout=1, decode_responses=True).cluster(
+            "INFO"
+        )
         return info.get("cluster_state") == "ok" and int(info.get("cluster_slots_ok", 0)) == 16384
     return False
 
@@ -105,24 +107,53 @@ def local_cluster() -> Iterator[RedisCluster]:
         for port in ports:
             node_dir = workdir / str(port)
             node_dir.mkdir()
-            procs.append(subprocess.Popen(
-                [server, "--port", str(port), "--bind", HOST, "--cluster-enabled", "yes",
-                 "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000",
-                 "--save", "", "--appendonly", "no", "--dir", str(node_dir),
-                 "--logfile", str(workdir / f"{port}.log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        server,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        HOST,
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--dir",
+                        str(node_dir),
+                        "--logfile",
+                        str(workdir / f"{port}.log"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         _wait(lambda: all(_ping(p) for p in ports), "start", procs, workdir)
         create = subprocess.run(
-            [cli, "--cluster", "create", *(f"{HOST}:{p}" for p in ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=START_TIMEOUT, check=False,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"{HOST}:{p}" for p in ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=False,
         )
         if create.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout}{create.stderr}")
         _wait(lambda: all(_cluster_ok(p) for p in ports), "joining", procs, workdir)
-        client = RedisCluster(host=HOST, port=ports[0], socket_timeout=5,
-                              socket_connect_timeout=5)
+        client = RedisCluster(host=HOST, port=ports[0], socket_timeout=5, socket_connect_timeout=5)
         assert len(client.get_primaries()) == MASTERS
         os.environ["ESI_TEST_REDIS_CLUSTER_URL"] = f"redis://{HOST}:{ports[0]}"
         yield client
@@ -143,8 +174,9 @@ def local_cluster() -> Iterator[RedisCluster]:
 
 def cluster_client_factory() -> RedisCluster:
     """For ``ESI_RATE_LIMIT_REDIS_CLIENT`` in child processes: the running test cluster."""
-    return RedisCluster.from_url(os.environ["ESI_TEST_REDIS_CLUSTER_URL"], socket_timeout=5,
-                                 socket_connect_timeout=5)
+    return RedisCluster.from_url(
+        os.environ["ESI_TEST_REDIS_CLUSTER_URL"], socket_timeout=5, socket_connect_timeout=5
+    )
 
 
 @pytest.fixture(scope="session")

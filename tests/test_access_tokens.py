@@ -52,8 +52,9 @@ def test_both_issuer_forms_are_accepted_and_others_not(fake_sso, pilot):
     bare = fake_sso.base_url.split("://", 1)[1]
     assert verify_access_token(fake_sso.mint_access_token(CHARACTER_ID, issuer=bare))
     assert verify_access_token(fake_sso.mint_access_token(CHARACTER_ID, issuer=fake_sso.base_url))
-    assert _reason(fake_sso.mint_access_token(CHARACTER_ID, issuer="https://evil.example")) \
-        == "issuer"
+    assert (
+        _reason(fake_sso.mint_access_token(CHARACTER_ID, issuer="https://evil.example")) == "issuer"
+    )
 
 
 @pytest.mark.parametrize(
@@ -75,8 +76,15 @@ def test_expiry_is_checked_with_a_small_leeway(fake_sso, pilot, settings):
 
 
 @pytest.mark.parametrize(
-    "sub", ["CHARACTER:EVE:abc", "CORPORATION:EVE:98000001", "CHARACTER:EVE:", "90000002",
-            "CHARACTER:EVE:1 ", "CHARACTER:EVE:0"]
+    "sub",
+    [
+        "CHARACTER:EVE:abc",
+        "CORPORATION:EVE:98000001",
+        "CHARACTER:EVE:",
+        "90000002",
+        "CHARACTER:EVE:1 ",
+        "CHARACTER:EVE:0",
+    ],
 )
 def test_subject_must_be_a_character(fake_sso, pilot, sub):
     assert _reason(fake_sso.mint_access_token(CHARACTER_ID, sub=sub)) == "subject"
@@ -95,8 +103,9 @@ def test_kid_must_name_a_published_key_of_the_same_algorithm(fake_sso, pilot):
     rs256_kid = next(k["kid"] for k in fake_sso.jwks["keys"] if k["kty"] == "RSA")
     assert _reason(fake_sso.mint_access_token(CHARACTER_ID, kid="no-such-kid")) == "kid"
     # An ES256 token claiming the RSA key: the alg/key pair must match.
-    assert _reason(fake_sso.mint_access_token(CHARACTER_ID, alg="ES256", kid=rs256_kid)) \
-        == "algorithm"
+    assert (
+        _reason(fake_sso.mint_access_token(CHARACTER_ID, alg="ES256", kid=rs256_kid)) == "algorithm"
+    )
 
 
 @pytest.mark.parametrize("alg", ["none", "HS256", "RS512", None])
@@ -144,9 +153,7 @@ def test_cache_control_parsing(header, ttl, settings):
     assert jwks._ttl(response) == ttl
 
 
-def test_key_rotation_is_picked_up_but_unknown_kids_refetch_at_most_once_a_minute(
-    fake_sso, pilot
-):
+def test_key_rotation_is_picked_up_but_unknown_kids_refetch_at_most_once_a_minute(fake_sso, pilot):
     verify_access_token(fake_sso.mint_access_token(CHARACTER_ID))
     fake_sso.rotate_keys()
     # Just fetched: a new kid within the minute is not worth another fetch...
@@ -213,10 +220,14 @@ def test_no_cache_jwks_does_not_open_the_door_to_a_refetch_flood(fake_sso, pilot
 
 
 def test_a_jwks_cache_that_is_down_is_worked_around(fake_sso, pilot, settings, caplog):
-    settings.CACHES = {**settings.CACHES, "down": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
-        "OPTIONS": {"socket_connect_timeout": 0.2}}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        },
+    }
     settings.ESI_JWKS_CACHE_ALIAS = "down"
     jwks._memory.clear()
     jwks._last_fetch.clear()
@@ -238,8 +249,10 @@ def test_critical_header_extensions_are_refused(fake_sso, pilot, crit):
 
 
 def test_a_dummy_cache_does_not_lift_the_refetch_limit(fake_sso, pilot, settings):
-    settings.CACHES = {**settings.CACHES,
-                       "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
     settings.ESI_JWKS_CACHE_ALIAS = "dummy"
     jwks._memory.clear()
     jwks._last_fetch.clear()

@@ -84,10 +84,17 @@ def test_an_alt_added_while_logged_in_logs_into_the_same_account(client, pilots)
     assert get_user_model().objects.count() == 1
 
 
-@pytest.mark.parametrize("next_url", [
-    "https://evil.example/", "//evil.example/x", "http://testserver.evil.example/",
-    "javascript:alert(1)", "/ok\x00", "\\\\evil.example",
-])
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "http://testserver.evil.example/",
+        "javascript:alert(1)",
+        "/ok\x00",
+        "\\\\evil.example",
+    ],
+)
 def test_next_off_site_is_replaced(client, pilots, next_url):
     back = log_in(client, pilots, MAIN, next_url=next_url)
     assert back.status_code == 302 and back["Location"] == "/"
@@ -284,11 +291,18 @@ def test_removing_another_users_character_is_refused(client, pilots):
     assert Token.objects.filter(user=victim, character_id=MAIN).exists()
 
 
-@pytest.mark.parametrize("data", [
-    {}, {"action": "remove"}, {"action": "remove", "character": "x"},
-    {"action": "remove", "character": "9" * 40}, {"action": "steal", "character": MAIN},
-    {"action": "remove", "character": "-1"}, {"action": "remove", "character": "1\x00"},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"action": "remove"},
+        {"action": "remove", "character": "x"},
+        {"action": "remove", "character": "9" * 40},
+        {"action": "steal", "character": MAIN},
+        {"action": "remove", "character": "-1"},
+        {"action": "remove", "character": "1\x00"},
+    ],
+)
 def test_hostile_character_posts_are_400(client, pilots, data):
     log_in(client, pilots, MAIN)
     assert client.post("/esi/characters/", data).status_code == 400
@@ -300,8 +314,9 @@ def test_characters_page_posts_need_csrf(pilots):
 
     browser = Client(enforce_csrf_checks=True)
     log_in(browser, pilots, MAIN)
-    assert browser.post("/esi/characters/", {"action": "remove",
-                                             "character": MAIN}).status_code == 403
+    assert (
+        browser.post("/esi/characters/", {"action": "remove", "character": MAIN}).status_code == 403
+    )
     assert browser.post("/esi/logout/").status_code == 403
     assert CharacterOwnership.objects.exists()
 
@@ -328,11 +343,15 @@ def _many(client, fake_sso, characters: int, tokens_each: int):
         fake_sso.add_character(character_id, f"Pilot {n}")
         CharacterOwnership.objects.get_or_create(
             character_id=character_id,
-            defaults={"user": user, "character_name": f"Pilot {n}",
-                      "character_owner_hash": "x"})
+            defaults={"user": user, "character_name": f"Pilot {n}", "character_owner_hash": "x"},
+        )
         for k in range(tokens_each):
-            create_token(fake_sso, user=user, character_id=character_id,
-                         scopes=[SKILLS] if k % 2 else [WALLET, f"esi-x.{k}.v1"])
+            create_token(
+                fake_sso,
+                user=user,
+                character_id=character_id,
+                scopes=[SKILLS] if k % 2 else [WALLET, f"esi-x.{k}.v1"],
+            )
 
 
 def test_characters_page_query_count_does_not_grow(client, pilots):
@@ -382,7 +401,9 @@ def test_merge_tokens_unions_scopes_in_one_query(pilots, django_user_model):
         rows = merge_tokens(tokens)
     assert len(queries) == 1  # the scopes of all tokens at once
     assert [(r.character_id, r.sorted_scopes, len(r.tokens)) for r in rows] == [
-        (MAIN, [SKILLS, WALLET], 2), (ALT, [WALLET], 1)]
+        (MAIN, [SKILLS, WALLET], 2),
+        (ALT, [WALLET], 1),
+    ]
     assert rows[0].expires_at == max(t.expires_at for t in tokens if t.character_id == MAIN)
 
 

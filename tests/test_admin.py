@@ -23,8 +23,11 @@ MODELS = [Token, CallbackRedirect, Scope, CharacterOwnership]
 def _staff(name: str, action: str) -> Client:
     user = get_user_model().objects.create_user(name, is_staff=True)
     for model in MODELS:
-        user.user_permissions.add(Permission.objects.get(
-            content_type__app_label="esi_views", codename=f"{action}_{model._meta.model_name}"))
+        user.user_permissions.add(
+            Permission.objects.get(
+                content_type__app_label="esi_views", codename=f"{action}_{model._meta.model_name}"
+            )
+        )
     client = Client()
     client.force_login(user)
     client.user = user
@@ -40,12 +43,23 @@ def world(esi_token, fake_sso):
     browser.force_login(victim)
     start = browser.get("/v/mixin/single_use/1/")
     flow = CallbackRedirect.objects.get()
-    secrets = [token.access_token, token.refresh_token, flow.state, flow.session_hash,
-               flow.code_verifier, browser.cookies["sessionid"].value, state_of(start)]
+    secrets = [
+        token.access_token,
+        token.refresh_token,
+        flow.state,
+        flow.session_hash,
+        flow.code_verifier,
+        browser.cookies["sessionid"].value,
+        state_of(start),
+    ]
     CharacterOwnership.objects.get_or_create(
         character_id=VICTIM_CHARACTER,
-        defaults={"user": victim, "character_name": token.character_name,
-                  "character_owner_hash": token.character_owner_hash})
+        defaults={
+            "user": victim,
+            "character_name": token.character_name,
+            "character_owner_hash": token.character_owner_hash,
+        },
+    )
     return token, flow, secrets
 
 
@@ -110,11 +124,19 @@ def test_change_permission_cannot_take_over_a_token(world):
     scope_ids = list(token.scopes.values_list("pk", flat=True))
     extra, _ = Scope.objects.get_or_create(name="esi-admin-test.never_granted.v1")
     url = reverse("admin:esi_views_token_change", args=[token.pk])
-    response = thief.post(url, {
-        "user": thief.user.pk, "scopes": [*scope_ids, extra.pk], "character_id": 1,
-        "character_name": "Stolen", "character_owner_hash": "mine", "token_type": "corporation",
-        "access_token": "x", "refresh_token": "y",
-    })
+    response = thief.post(
+        url,
+        {
+            "user": thief.user.pk,
+            "scopes": [*scope_ids, extra.pk],
+            "character_id": 1,
+            "character_name": "Stolen",
+            "character_owner_hash": "mine",
+            "token_type": "corporation",
+            "access_token": "x",
+            "refresh_token": "y",
+        },
+    )
     assert response.status_code in (200, 302)
     token.refresh_from_db()
     assert token.user.username == "victim"
@@ -127,14 +149,18 @@ def test_change_permission_cannot_take_over_a_token(world):
 def test_change_permission_cannot_move_a_character_or_rename_a_scope(world):
     thief = _staff("mover", "change")
     ownership = CharacterOwnership.objects.get(character_id=VICTIM_CHARACTER)
-    thief.post(reverse("admin:esi_views_characterownership_change", args=[ownership.pk]),
-               {"user": thief.user.pk, "is_main": "on"})
+    thief.post(
+        reverse("admin:esi_views_characterownership_change", args=[ownership.pk]),
+        {"user": thief.user.pk, "is_main": "on"},
+    )
     ownership.refresh_from_db()
     assert ownership.user.username == "victim"
     scope = Scope.objects.first()
     name = scope.name
-    thief.post(reverse("admin:esi_views_scope_change", args=[scope.pk]),
-               {"name": "esi-renamed.v1", "help_text": "notes"})
+    thief.post(
+        reverse("admin:esi_views_scope_change", args=[scope.pk]),
+        {"name": "esi-renamed.v1", "help_text": "notes"},
+    )
     scope.refresh_from_db()
     assert scope.name == name
 
@@ -164,8 +190,13 @@ def test_token_list_columns_without_a_query_per_row(esi_token):
         page = client.get(url)
     assert len(eight) == len(one)  # scopes counted by annotation, owner joined
     html = page.content.decode()
-    for column in ("column-character_name", "column-user", "column-scope_count",
-                   "column-valid", "column-updated"):
+    for column in (
+        "column-character_name",
+        "column-user",
+        "column-scope_count",
+        "column-valid",
+        "column-updated",
+    ):
         assert column in html
     assert f">{len(SCOPES.split())}<" in html
 
@@ -183,8 +214,9 @@ def test_revoke_at_the_sso_and_delete(esi_token, fake_sso):
     assert not Token.objects.filter(pk=tokens[0].pk).exists()
     # The SSO failing: the token is kept (deleting it would leave it live at the SSO).
     fake_sso.inject("server_error", endpoint="revoke", times=None)
-    response = client.post(url, {"action": "revoke_and_delete",
-                                 "_selected_action": [tokens[1].pk]}, follow=True)
+    response = client.post(
+        url, {"action": "revoke_and_delete", "_selected_action": [tokens[1].pk]}, follow=True
+    )
     assert Token.objects.filter(pk=tokens[1].pk).exists()
     assert "could not revoke" in response.content.decode()
 

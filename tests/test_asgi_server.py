@@ -45,10 +45,14 @@ def site(settings) -> Iterator[Site]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(
-        get_asgi_application(), lifespan="off", log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="uvicorn-test", daemon=True)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            get_asgi_application(), lifespan="off", log_level="warning", access_log=False
+        )
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True
+    )
     with FakeEveSSO(callback_url=f"{url}/esi/callback/") as sso:
         for name, value in sso.settings().items():
             setattr(settings, name, value)
@@ -108,7 +112,9 @@ def test_a_logged_in_user_picks_a_character_on_the_selection_page(site, form):
     chosen = browser.post(
         site("/esi/select/"),
         data={**{k: html.unescape(v) for k, v in form_fields.items()}, "token": alt.pk},
-        headers={"Referer": page.url}, timeout=30)
+        headers={"Referer": page.url},
+        timeout=30,
+    )
     assert chosen.status_code == 200, chosen.text[:300]
     assert chosen.json()["character"] == ALT and chosen.json()["user"] == user.pk
 
@@ -117,8 +123,7 @@ def test_tokens_required_and_a_replayed_callback(site):
     user = get_user_model().objects.create_user("uvicorn-tokens")
     create_token(site.sso, user=user, character_id=PILOT, scopes=SCOPES)
     browser = _logged_in_browser(user)
-    assert browser.get(site("/v/async_decorator/tokens/1/"), timeout=30).json()["tokens"] == [
-        PILOT]
+    assert browser.get(site("/v/async_decorator/tokens/1/"), timeout=30).json()["tokens"] == [PILOT]
     site.sso.select_character(ALT)
     answer = browser.get(site("/v/async_mixin/new_tokens/1/"), timeout=30)
     assert answer.json()["tokens"] == [ALT]

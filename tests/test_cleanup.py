@@ -54,11 +54,16 @@ def _expire(*tokens: Token, minutes: int = 1) -> None:
 def _clones(token: Token, count: int, **fields) -> list[Token]:
     """Copies of a real token (same refresh token, valid at the fake SSO), cheaply."""
     copies = [
-        Token(user_id=token.user_id, character_id=token.character_id,
-              character_name=token.character_name,
-              character_owner_hash=token.character_owner_hash,
-              access_token=token.access_token, refresh_token=token.refresh_token,
-              expires_at=token.expires_at, **fields)
+        Token(
+            user_id=token.user_id,
+            character_id=token.character_id,
+            character_name=token.character_name,
+            character_owner_hash=token.character_owner_hash,
+            access_token=token.access_token,
+            refresh_token=token.refresh_token,
+            expires_at=token.expires_at,
+            **fields,
+        )
         for _ in range(count)
     ]
     return Token.objects.bulk_create(copies)
@@ -79,8 +84,10 @@ def handed(monkeypatch):
 
 
 def _snapshot() -> dict[int, tuple]:
-    return {pk: (expires, refresh) for pk, expires, refresh in
-            Token.objects.values_list("pk", "expires_at", "refresh_token")}
+    return {
+        pk: (expires, refresh)
+        for pk, expires, refresh in Token.objects.values_list("pk", "expires_at", "refresh_token")
+    }
 
 
 # -- callback redirects -------------------------------------------------------------------
@@ -89,10 +96,12 @@ def _snapshot() -> dict[int, tuple]:
 def test_callback_redirects_older_than_max_age_are_deleted():
     ages = {"new": 10, "edge": 299, "old": 301, "ancient": 86400}
     for state, age in ages.items():
-        redirect = CallbackRedirect.objects.create(session_hash="s", state=state,
-                                                   code_verifier="v", return_url="/")
+        redirect = CallbackRedirect.objects.create(
+            session_hash="s", state=state, code_verifier="v", return_url="/"
+        )
         CallbackRedirect.objects.filter(pk=redirect.pk).update(
-            created=timezone.now() - timedelta(seconds=age))
+            created=timezone.now() - timedelta(seconds=age)
+        )
     assert cleanup.cleanup_callbackredirect() == 2
     assert set(CallbackRedirect.objects.values_list("state", flat=True)) == {"new", "edge"}
     assert cleanup.cleanup_callbackredirect(max_age=5) == 2
@@ -102,8 +111,7 @@ def test_callback_redirects_older_than_max_age_are_deleted():
 # -- outcomes --------------------------------------------------------------------------------
 
 
-def test_expired_tokens_are_refreshed_and_fresh_ones_left_alone(esi_token, user, fake_sso,
-                                                                handed):
+def test_expired_tokens_are_refreshed_and_fresh_ones_left_alone(esi_token, user, fake_sso, handed):
     fresh = [esi_token(user, character_id=90001000 + i) for i in range(3)]
     expired = [esi_token(user, character_id=90001010 + i) for i in range(3)]
     _expire(*expired)
@@ -128,8 +136,7 @@ def test_exactly_the_dead_ones_are_deleted(esi_token, user, fake_sso):
     fake_sso.revoke_all(90001105)
     fake_sso.change_owner(90001103)
     report = cleanup.cleanup_token()
-    assert dict(report.deleted) == {"invalid_grant": 1, "owner_changed": 1,
-                                    "no_refresh_token": 1}
+    assert dict(report.deleted) == {"invalid_grant": 1, "owner_changed": 1, "no_refresh_token": 1}
     assert set(Token.objects.values_list("pk", flat=True)) == {good.pk, fresh_but_revoked.pk}
     assert report.refreshed == 1 and report.skipped_transient == 0
     assert fake_sso.calls["token:refresh_token"] == 3  # not for the one without refresh token
@@ -183,8 +190,10 @@ def test_configuration_error_raises_and_deletes_nothing(esi_token, user, fake_ss
     tokens = [token, *_clones(token, 3)]
     _expire(*tokens)
     fake_sso.inject("invalid_client", times=None)
-    with caplog.at_level(logging.INFO, logger="esi_views.cleanup"), \
-            pytest.raises(InvalidClientError):
+    with (
+        caplog.at_level(logging.INFO, logger="esi_views.cleanup"),
+        pytest.raises(InvalidClientError),
+    ):
         cleanup.cleanup_token()
     assert Token.objects.count() == 4
     assert "stopped early: configuration error" in caplog.text
@@ -208,8 +217,9 @@ def test_a_short_retry_after_is_waited_for(esi_token, user, fake_sso, settings, 
     slept: list[float] = []
     # cleanup's own clock only: time.sleep itself is also how other waits (urllib3's
     # backoff, the SSO concurrency cap's polling) pass, and they are not cleanup's.
-    monkeypatch.setattr(cleanup, "time", types.SimpleNamespace(
-        sleep=slept.append, monotonic=time.monotonic))
+    monkeypatch.setattr(
+        cleanup, "time", types.SimpleNamespace(sleep=slept.append, monotonic=time.monotonic)
+    )
     fake_sso.inject("rate_limited", retry_after=7, times=2)
     report = cleanup.cleanup_token()
     assert slept == [7.0]
@@ -223,8 +233,11 @@ def test_a_rejected_refresh_keeps_the_token(esi_token, user, fake_sso, monkeypat
 
     token = esi_token(user)
     _expire(token)
-    monkeypatch.setattr(refresh_module, "_call_sso",
-                        lambda _token: SSORejectedError(message="refused", error="invalid_scope"))
+    monkeypatch.setattr(
+        refresh_module,
+        "_call_sso",
+        lambda _token: SSORejectedError(message="refused", error="invalid_scope"),
+    )
     report = cleanup.cleanup_token()
     assert report.skipped_rejected == 1 and report.deleted_total == 0
     assert Token.objects.filter(pk=token.pk).exists()
@@ -243,11 +256,15 @@ def test_user_less_tokens_are_deleted_only_past_the_max_age(esi_token, user, fak
     _expire(young_dead, young_no_refresh, old_expired, minutes=120)
     Token.objects.filter(pk=young_no_refresh.pk).update(refresh_token="")
     Token.objects.filter(pk__in=[old_fresh.pk, old_expired.pk]).update(
-        created=timezone.now() - timedelta(seconds=3601))
+        created=timezone.now() - timedelta(seconds=3601)
+    )
     fake_sso.revoke_all(90001201)
     report = cleanup.cleanup_token()
     assert set(Token.objects.values_list("pk", flat=True)) == {
-        young_dead.pk, young_no_refresh.pk, young_fresh.pk}
+        young_dead.pk,
+        young_no_refresh.pk,
+        young_fresh.pk,
+    }
     assert dict(report.deleted) == {"single_use_old": 2}
     assert report.kept_young_single_use == 2
     assert fake_sso.calls["token:refresh_token"] == 0  # young ones: not even refreshed
@@ -376,8 +393,7 @@ def test_each_run_logs_one_summary_line(esi_token, user, fake_sso, caplog):
 # -- racing a request ------------------------------------------------------------------------
 
 
-def test_a_token_refreshed_by_a_request_meanwhile_is_kept(esi_token, user, fake_sso,
-                                                          monkeypatch):
+def test_a_token_refreshed_by_a_request_meanwhile_is_kept(esi_token, user, fake_sso, monkeypatch):
     fake_sso.refresh_token_mode = "rotate"  # the cleanup's stale read would be dead now
     token = esi_token(user)
     _expire(token)
@@ -432,8 +448,10 @@ def test_cleanup_racing_a_request_makes_one_sso_call(esi_token, fake_sso, cleanu
         return Token.objects.get(pk=token.pk).valid_access_token()
 
     try:
-        threads = [threading.Thread(target=run, args=("cleanup", cleanup_run)),
-                   threading.Thread(target=run, args=("request", request))]
+        threads = [
+            threading.Thread(target=run, args=("cleanup", cleanup_run)),
+            threading.Thread(target=run, args=("request", request)),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -545,14 +563,16 @@ def test_cleanup_process_racing_a_request_makes_one_sso_call(esi_token, fake_sso
         if first == "request":
             requester = threading.Thread(target=request)
             requester.start()
-            _wait_for(lambda: fake_sso.calls["token:refresh_token"] == 1, proc,
-                      "the request's SSO call")
+            _wait_for(
+                lambda: fake_sso.calls["token:refresh_token"] == 1, proc, "the request's SSO call"
+            )
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [_GATE])
     if first == "cleanup":
-        _wait_for(lambda: fake_sso.calls["token:refresh_token"] == 1, proc,
-                  "the cleanup's SSO call")
+        _wait_for(
+            lambda: fake_sso.calls["token:refresh_token"] == 1, proc, "the cleanup's SSO call"
+        )
         request()
     else:
         requester.join(60)
@@ -632,8 +652,7 @@ def test_command_reports_a_stop_and_exits_non_zero(esi_token, user, fake_sso):
     assert Token.objects.count() == 10
 
 
-def test_transient_failures_exit_3_for_cron_unless_allowed(esi_token, user, fake_sso,
-                                                           monkeypatch):
+def test_transient_failures_exit_3_for_cron_unless_allowed(esi_token, user, fake_sso, monkeypatch):
     token = esi_token(user)
     _expire(token, *_clones(token, 2))
     fake_sso.inject("server_error", status=503, times=None)
@@ -665,8 +684,9 @@ def test_command_says_how_many_tokens_it_examined(esi_token, user, fake_sso):
 
 
 def test_every_command_option_has_help_text():
-    parser = load_command_class("esi_views", "esi_cleanup").create_parser("manage.py",
-                                                                          "esi_cleanup")
+    parser = load_command_class("esi_views", "esi_cleanup").create_parser(
+        "manage.py", "esi_cleanup"
+    )
     ours = [a for a in parser._actions if a.option_strings and a.dest != "help"]
     assert {"allow_transient", "redirect_max_age", "subset", "dry_run"} <= {a.dest for a in ours}
     missing = [a.option_strings[0] for a in ours if not (a.help or "").strip()]
@@ -681,7 +701,13 @@ def test_cleanup_and_the_command_work_without_celery():
         "print('celery' in sys.modules and sys.modules['celery'] is not None)\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -81,10 +81,12 @@ def test_the_specs_settings_snippet_works_with_our_task_names(app):
 @pytest.mark.django_db
 def test_cleanup_callbackredirect_task_runs(app):
     for state, age in (("keep", 30), ("drop", 90)):
-        redirect = CallbackRedirect.objects.create(session_hash="s", state=state,
-                                                   code_verifier="v", return_url="/")
+        redirect = CallbackRedirect.objects.create(
+            session_hash="s", state=state, code_verifier="v", return_url="/"
+        )
         CallbackRedirect.objects.filter(pk=redirect.pk).update(
-            created=timezone.now() - timedelta(seconds=age))
+            created=timezone.now() - timedelta(seconds=age)
+        )
     result = tasks.cleanup_callbackredirect.apply(kwargs={"max_age": 60})
     assert result.successful() and result.get() == 1
     assert list(CallbackRedirect.objects.values_list("state", flat=True)) == ["keep"]
@@ -132,9 +134,14 @@ def test_beat_schedule_can_be_imported_from_a_settings_module():
         "print(sorted(entry['task'] for entry in t.BEAT_SCHEDULE.values()))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run([sys.executable, "-c", script], env=env,
-                          cwd=Path(__file__).resolve().parent.parent,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "esi_views.tasks.cleanup_token_subset" in done.stdout
 
@@ -148,7 +155,8 @@ def _single_use_tokens(esi_token, user, count: int = 6):
     young = esi_token(None, character_id=90002199)
     owned = esi_token(user, character_id=90002198)
     Token.objects.filter(pk__in=[t.pk for t in [*stale, owned]]).update(
-        created=timezone.now() - timedelta(seconds=3600 + 5))
+        created=timezone.now() - timedelta(seconds=3600 + 5)
+    )
     Token.objects.filter(pk=young.pk).update(created=timezone.now() - timedelta(seconds=3600 - 60))
     return stale, young, owned
 
@@ -158,14 +166,15 @@ RUNS = [
     *[("cleanup_token_subset", {"fraction": 48}) for _ in range(3)],  # buckets 0, 1, 2
     ("cleanup_token_subset", {"fraction": 2}),
     ("cleanup_callbackredirect", {}),
-    ("cleanup_callbackredirect", {"max_age": 10 ** 9}),  # even when no flow is old enough
+    ("cleanup_callbackredirect", {"max_age": 10**9}),  # even when no flow is old enough
 ]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("name", "kwargs"), RUNS)
-def test_any_task_deletes_every_stale_user_less_token(esi_token, user, fake_sso, settings,
-                                                      name, kwargs):
+def test_any_task_deletes_every_stale_user_less_token(
+    esi_token, user, fake_sso, settings, name, kwargs
+):
     settings.ESI_SINGLE_USE_TOKEN_MAX_AGE = 3600
     stale, young, owned = _single_use_tokens(esi_token, user)
     # The subset runs' bucket holds none of the stale tokens, or only some of them.
@@ -180,7 +189,8 @@ def test_any_task_deletes_every_stale_user_less_token(esi_token, user, fake_sso,
 
 @pytest.mark.django_db
 def test_a_subset_run_whose_bucket_holds_no_single_use_token_still_deletes_them(
-        esi_token, user, fake_sso):
+    esi_token, user, fake_sso
+):
     from esi_views import cleanup
 
     stale, young, _ = _single_use_tokens(esi_token, user, count=2)

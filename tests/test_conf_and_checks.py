@@ -79,8 +79,10 @@ def test_per_process_caches_for_shared_state_are_warned_about(settings):
     from esi_views.checks import check_shared_caches
 
     assert check_shared_caches() == []
-    settings.CACHES = {**settings.CACHES,
-                       "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
     settings.ESI_CLEANUP_CACHE_ALIAS = "local"
     (message,) = check_shared_caches()
     assert message.id == "esi_views.W004" and "ESI_CLEANUP_CACHE_ALIAS" in message.msg

@@ -73,14 +73,24 @@ def _raised(call, *errors):
 # -- the SSO client --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fault", ["invalid_client", "invalid_grant", "server_error",
-                                   "malformed_json", "bad_signature", "wrong_audience"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "invalid_client",
+        "invalid_grant",
+        "server_error",
+        "malformed_json",
+        "bad_signature",
+        "wrong_audience",
+    ],
+)
 def test_code_exchange(fake_sso, pilot, fault, settings):
     code, request = authorize(fake_sso, PILOT, ())
     fake_sso.inject(fault)
     info = _raised(lambda: sso.exchange_code(code, request.code_verifier))
-    assert_no_secret(info, [code, request.code_verifier, request.state,
-                            settings.ESI_SSO_CLIENT_SECRET])
+    assert_no_secret(
+        info, [code, request.code_verifier, request.state, settings.ESI_SSO_CLIENT_SECRET]
+    )
 
 
 def test_code_exchange_with_the_sso_unreachable(fake_sso, pilot, settings):
@@ -96,8 +106,9 @@ def _expired(token: Token) -> Token:
     return token
 
 
-@pytest.mark.parametrize("fault", ["invalid_client", "server_error", "bad_signature",
-                                   "malformed_json", "expired_jwt"])
+@pytest.mark.parametrize(
+    "fault", ["invalid_client", "server_error", "bad_signature", "malformed_json", "expired_jwt"]
+)
 @pytest.mark.parametrize("mode", ["same", "rotate"])
 def test_refresh(esi_token, fake_sso, fault, mode, settings):
     token = _expired(esi_token(None, character_id=PILOT))
@@ -172,8 +183,9 @@ def test_callback(pilot, fake_sso, reported, monkeypatch):
     callback = answer.headers["Location"].split("testserver", 1)[1]
     code = callback.split("code=")[1].split("&")[0]
     assert client.get(callback).status_code == 500
-    _, text = assert_no_secret(reported["exc_info"], [code, state, session_key, verifier],
-                               reported["request"])
+    _, text = assert_no_secret(
+        reported["exc_info"], [code, state, session_key, verifier], reported["request"]
+    )
     assert "code=" + CLEANSED in text  # the masked query string, in the report's URL
 
 
@@ -205,8 +217,9 @@ def test_bearer_authentication(fake_sso, esi_token, monkeypatch):
         raise RuntimeError("user lookup failed")
 
     monkeypatch.setattr(EveSSOAuthentication, "get_user", broken_get_user)
-    info = _raised(lambda: EveSSOAuthentication().authenticate(Request(django_request)),
-                   RuntimeError)
+    info = _raised(
+        lambda: EveSSOAuthentication().authenticate(Request(django_request)), RuntimeError
+    )
     assert_no_secret(info, [jwt], django_request)
 
 
@@ -216,14 +229,22 @@ def test_reprs_and_messages_carry_no_secret(fake_sso, pilot, esi_token):
     token = esi_token(None, character_id=PILOT)
     for obj in (request, answer, token, CallbackRedirect(state="s" * 40, session_hash="h" * 64)):
         text = f"{obj!r} {obj!s}"
-        for secret in (request.state, request.code_verifier, answer.access_token,
-                       answer.refresh_token, token.refresh_token, "s" * 40, "h" * 64):
+        for secret in (
+            request.state,
+            request.code_verifier,
+            answer.access_token,
+            answer.refresh_token,
+            token.refresh_token,
+            "s" * 40,
+            "h" * 64,
+        ):
             assert secret not in text
 
 
 @pytest.mark.parametrize("fault", ["invalid_client", "bad_signature"])
-def test_third_party_frames_are_not_in_the_report_even_with_debug(esi_token, fake_sso, fault,
-                                                                  settings):
+def test_third_party_frames_are_not_in_the_report_even_with_debug(
+    esi_token, fake_sso, fault, settings
+):
     """DEBUG shows every local (Django's choice): authlib's and joserfc's frames, which
     we cannot mark, must not be there at all."""
     settings.DEBUG = True

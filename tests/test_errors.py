@@ -53,8 +53,13 @@ def _expire(token: Token) -> None:
 def test_errors_module_has_exactly_django_esis_names():
     # django-esi 10's esi/errors.py defines these eight classes.
     assert set(errors.__all__) == {
-        "DjangoEsiException", "TokenError", "TokenInvalidError", "TokenExpiredError",
-        "NotRefreshableTokenError", "IncompleteResponseError", "SSOUnavailableError",
+        "DjangoEsiException",
+        "TokenError",
+        "TokenInvalidError",
+        "TokenExpiredError",
+        "NotRefreshableTokenError",
+        "IncompleteResponseError",
+        "SSOUnavailableError",
         "SSOOAuthError",
     }
     for name in errors.__all__:
@@ -76,10 +81,10 @@ def test_every_exception_of_the_package_is_an_esi_error():
 
     classes = [
         obj
-        for module in (exceptions, crypto, flow, ratelimit, redis_scripts, refresh,
-                       drf_exceptions)
+        for module in (exceptions, crypto, flow, ratelimit, redis_scripts, refresh, drf_exceptions)
         for obj in vars(module).values()
-        if inspect.isclass(obj) and issubclass(obj, BaseException)
+        if inspect.isclass(obj)
+        and issubclass(obj, BaseException)
         and obj.__module__.startswith(("esi_views", "esi_drf"))
     ]
     assert len(classes) > 30
@@ -88,8 +93,7 @@ def test_every_exception_of_the_package_is_an_esi_error():
 
 
 def test_invalid_jwts_are_their_own_family():
-    for transient in (SSOTransientError, SSOUnavailableError, IncompleteResponseError,
-                      TokenError):
+    for transient in (SSOTransientError, SSOUnavailableError, IncompleteResponseError, TokenError):
         assert not issubclass(InvalidJWTError, transient)
     assert issubclass(exceptions.SSOInvalidAnswerError, SSOTransientError)
 
@@ -99,8 +103,7 @@ def test_oauth_errors_are_built_as_in_django_esi():
     assert (error.error, error.description) == ("invalid_scope", "no such scope")
     dead = InvalidGrantError(error="invalid_grant", status=400)
     assert isinstance(dead, SSOOAuthError) and isinstance(dead, TokenInvalidError)
-    assert isinstance(exceptions.InvalidClientError(error="invalid_client"),
-                      ImproperlyConfigured)
+    assert isinstance(exceptions.InvalidClientError(error="invalid_client"), ImproperlyConfigured)
     assert issubclass(exceptions.SSORejectedError, IncompleteResponseError)
 
 
@@ -146,8 +149,7 @@ def test_no_refresh_token_is_not_refreshable(esi_token, user):
         token.valid_access_token()
 
 
-def test_an_invalid_client_is_improperly_configured_not_a_token_error(esi_token, user,
-                                                                      fake_sso):
+def test_an_invalid_client_is_improperly_configured_not_a_token_error(esi_token, user, fake_sso):
     token = esi_token(user)
     _expire(token)
     fake_sso.inject("invalid_client")

@@ -32,8 +32,9 @@ def django_esi(db):
     with connection.cursor() as cursor:
         for statement in DJANGO_ESI_TABLES:
             cursor.execute(statement)
-        cursor.execute("INSERT INTO esi_scope VALUES (1, %s, 'Skills'), (2, %s, 'Wallet')",
-                       [SKILLS, WALLET])
+        cursor.execute(
+            "INSERT INTO esi_scope VALUES (1, %s, 'Skills'), (2, %s, 'Wallet')", [SKILLS, WALLET]
+        )
     return connection
 
 
@@ -43,12 +44,20 @@ def _old_token(pk, user, character_id, refresh_token, scope_ids, owner="owner=",
             "INSERT INTO esi_token (id, access_token, refresh_token, user_id, character_id,"
             " character_name, token_type, character_owner_hash, sso_version)"
             " VALUES (%s, 'old.access.token', %s, %s, %s, %s, 'character', %s, 2)",
-            [pk, refresh_token, user.pk if user else None, character_id,
-             name or f"Pilot {character_id}", owner],
+            [
+                pk,
+                refresh_token,
+                user.pk if user else None,
+                character_id,
+                name or f"Pilot {character_id}",
+                owner,
+            ],
         )
         for scope_id in scope_ids:
-            cursor.execute("INSERT INTO esi_token_scopes (id, token_id, scope_id) VALUES "
-                           "(%s, %s, %s)", [pk * 10 + scope_id, pk, scope_id])
+            cursor.execute(
+                "INSERT INTO esi_token_scopes (id, token_id, scope_id) VALUES (%s, %s, %s)",
+                [pk * 10 + scope_id, pk, scope_id],
+            )
 
 
 def _run(*args) -> str:
@@ -64,7 +73,7 @@ def test_tokens_are_copied_encrypted_with_users_and_scopes(django_esi, esi_token
     refresh_token, owner = live.refresh_token, live.character_owner_hash
     live.delete()
     _old_token(1, user, 90007001, refresh_token, [1, 2], owner=owner, name="Switching Pilot")
-    _old_token(2, user, 90007002, None, [1])          # never renewable
+    _old_token(2, user, 90007002, None, [1])  # never renewable
     _old_token(3, None, 90007003, "loose-refresh", [1])  # no user
 
     output = _run()
@@ -73,7 +82,10 @@ def test_tokens_are_copied_encrypted_with_users_and_scopes(django_esi, esi_token
     assert "Skipped 1: no refresh token" in output and "Skipped 1: no user" in output
     token = Token.objects.get()
     assert (token.user, token.character_id, token.character_name) == (
-        user, 90007001, "Switching Pilot")
+        user,
+        90007001,
+        "Switching Pilot",
+    )
     assert set(token.scopes.values_list("name", flat=True)) == {SKILLS, WALLET}
     assert token.expired  # unknown expiry: refreshed on first use
     with connection.cursor() as cursor:

@@ -22,13 +22,43 @@ PILOT = 90004001
 TOKEN_URL = "/v/mixin/token/1/"
 
 # Raw JSON text, exactly as a hostile or broken SSO could write it.
-ODD_EXPIRES_IN = ["1e400", "-1e400", "NaN", "Infinity", "-1", "true", "false", "null",
-                  '"1199"', '"abc"', "[]", "{}", "9" * 400, "1e20", str(2**64)]
+ODD_EXPIRES_IN = [
+    "1e400",
+    "-1e400",
+    "NaN",
+    "Infinity",
+    "-1",
+    "true",
+    "false",
+    "null",
+    '"1199"',
+    '"abc"',
+    "[]",
+    "{}",
+    "9" * 400,
+    "1e20",
+    str(2**64),
+]
 ODD_EXPIRES_AT = ["1e400", "-1e400", "NaN", '"abc"', "9" * 400, "-5"]
-ODD_TIMES = [float("inf"), float("-inf"), float("nan"), True, "1700000000", [1], 10**400,
-             10**20, 1e300]
-ODD_SUBJECTS = ["CHARACTER:EVE:" + "9" * 19, "CHARACTER:EVE:" + str(2**63),
-                "CHARACTER:EVE:0", 90004001, None, ["CHARACTER:EVE:1"]]
+ODD_TIMES = [
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    True,
+    "1700000000",
+    [1],
+    10**400,
+    10**20,
+    1e300,
+]
+ODD_SUBJECTS = [
+    "CHARACTER:EVE:" + "9" * 19,
+    "CHARACTER:EVE:" + str(2**63),
+    "CHARACTER:EVE:0",
+    90004001,
+    None,
+    ["CHARACTER:EVE:1"],
+]
 
 
 @pytest.fixture
@@ -82,15 +112,18 @@ def test_odd_character_ids_at_the_callback(client, fake_sso, pilot, sub):
     assert Token.objects.count() == 0
 
 
-@pytest.mark.parametrize(("fault", "params"), [
-    ("odd_fields", {"raw": {"expires_in": "1e400"}}),
-    ("odd_fields", {"raw": {"expires_in": "-1e400"}}),
-    ("odd_fields", {"raw": {"expires_in": "NaN"}}),
-    ("odd_fields", {"raw": {"expires_at": "1e400"}}),
-    ("odd_claims", {"claims": {"exp": float("inf")}}),
-    ("odd_claims", {"claims": {"iat": float("nan")}}),
-    ("odd_claims", {"claims": {"sub": "CHARACTER:EVE:" + "9" * 19}}),
-])
+@pytest.mark.parametrize(
+    ("fault", "params"),
+    [
+        ("odd_fields", {"raw": {"expires_in": "1e400"}}),
+        ("odd_fields", {"raw": {"expires_in": "-1e400"}}),
+        ("odd_fields", {"raw": {"expires_in": "NaN"}}),
+        ("odd_fields", {"raw": {"expires_at": "1e400"}}),
+        ("odd_claims", {"claims": {"exp": float("inf")}}),
+        ("odd_claims", {"claims": {"iat": float("nan")}}),
+        ("odd_claims", {"claims": {"sub": "CHARACTER:EVE:" + "9" * 19}}),
+    ],
+)
 def test_odd_numbers_on_refresh_keep_the_token(esi_token, fake_sso, fault, params):
     token = esi_token(None, character_id=PILOT)
     Token.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(hours=1))
@@ -114,9 +147,16 @@ def test_sane_times_still_verify(fake_sso):
     assert verify_access_token(jwt).character_id == PILOT
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ("9" * 400, "capped"), ("1e400", None), ("-5", None), ("NaN", None), ("120", 120.0),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("9" * 400, "capped"),
+        ("1e400", None),
+        ("-5", None),
+        ("NaN", None),
+        ("120", 120.0),
+    ],
+)
 def test_odd_retry_after_headers(header, expected):
     response = requests.Response()
     response.headers["Retry-After"] = header

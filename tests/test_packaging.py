@@ -54,7 +54,10 @@ def test_one_version_and_the_license_in_both_distributions(dists):
     assert any(n.startswith("esi_views/migrations/0001") for n in names)
     # Only the two packages (and their metadata) are installed.
     assert {n.split("/")[0] for n in names} == {
-        "esi_views", "esi_drf", f"django_esi_views-{version}.dist-info"}
+        "esi_views",
+        "esi_drf",
+        f"django_esi_views-{version}.dist-info",
+    }
     with tarfile.open(dists["sdist"]) as sdist:
         assert f"django_esi_views-{version}/LICENSE" in sdist.getnames()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
@@ -63,13 +66,16 @@ def test_one_version_and_the_license_in_both_distributions(dists):
 def test_the_classifiers_name_what_ci_runs(dists):
     with zipfile.ZipFile(dists["wheel"]) as wheel:
         metadata = wheel.read(
-            f"django_esi_views-{esi_views.__version__}.dist-info/METADATA").decode()
-    classifiers = {line.split(": ", 1)[1] for line in metadata.splitlines()
-                   if line.startswith("Classifier: ")}
+            f"django_esi_views-{esi_views.__version__}.dist-info/METADATA"
+        ).decode()
+    classifiers = {
+        line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Classifier: ")
+    }
     python = f"Programming Language :: Python :: {sys.version_info[0]}.{sys.version_info[1]}"
     assert python in classifiers  # the interpreter running this suite
-    assert [c for c in classifiers if c.startswith("Programming Language :: Python :: 3.")] \
-        == [python]
+    assert [c for c in classifiers if c.startswith("Programming Language :: Python :: 3.")] == [
+        python
+    ]
     import django
 
     assert f"Framework :: Django :: {django.VERSION[0]}.{django.VERSION[1]}" in classifiers
@@ -95,12 +101,23 @@ def test_the_wheel_alone_runs_the_sample_site(dists, tmp_path):
     _run([sys.executable, "-m", "venv", str(venv)])  # no system site-packages
     python = venv / "bin" / "python"
     _run([str(python), "-m", "pip", "install", "--quiet", f"{dists['wheel']}[demo]"])
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PYTHONPATH", "DJANGO_SETTINGS_MODULE", "VIRTUAL_ENV"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "DJANGO_SETTINGS_MODULE", "VIRTUAL_ENV"}
+    }
     # Outside the repository: nothing of the source tree is importable from here.
-    where = _run([str(python), "-c", "import esi_views, esi_drf; print(esi_views.__file__); "
-                  "print(esi_drf.__file__)"], cwd=tmp_path, env=env).stdout.split()
+    where = _run(
+        [
+            str(python),
+            "-c",
+            "import esi_views, esi_drf; print(esi_views.__file__); print(esi_drf.__file__)",
+        ],
+        cwd=tmp_path,
+        env=env,
+    ).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where
-    check = _run([str(python), str(ROOT / "sample_site" / "manage.py"), "check"],
-                 cwd=tmp_path, env=env)
+    check = _run(
+        [str(python), str(ROOT / "sample_site" / "manage.py"), "check"], cwd=tmp_path, env=env
+    )
     assert "System check identified no issues" in check.stdout

@@ -61,10 +61,14 @@ def quickstart(tmp_path):
 
     def adapt(text: str) -> str:
         return text.replace("127.0.0.1:8000", f"127.0.0.1:{site_port}").replace(
-            "8765", str(sso_port))
+            "8765", str(sso_port)
+        )
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     project = tmp_path / "mysite"
     processes: list[subprocess.Popen] = []
@@ -74,8 +78,15 @@ def quickstart(tmp_path):
     def background(command: str, cwd: Path, name: str) -> subprocess.Popen:
         log = open(logs / name, "w")  # noqa: SIM115 - closed with the process
         # The README's own command, run by a shell as a user types it.
-        process = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=log,  # noqa: S602
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(  # noqa: S602
+            command,
+            shell=True,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         processes.append(process)
         return process
 
@@ -86,10 +97,20 @@ def quickstart(tmp_path):
         for kind, target, body in snippets():
             body = adapt(body)
             if kind == "run":
-                commands = [line for line in body.splitlines()
-                            if line.strip() and not line.startswith("pip install")]
-                subprocess.run(" && ".join(commands), shell=True, cwd=tmp_path, env=env,  # noqa: S602
-                               check=True, capture_output=True, timeout=STARTUP_TIMEOUT)
+                commands = [
+                    line
+                    for line in body.splitlines()
+                    if line.strip() and not line.startswith("pip install")
+                ]
+                subprocess.run(  # noqa: S602
+                    " && ".join(commands),
+                    shell=True,
+                    cwd=tmp_path,
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    timeout=STARTUP_TIMEOUT,
+                )
             elif kind == "append":
                 with open(project / target, "a") as file:
                     file.write("\n" + body)
@@ -102,14 +123,25 @@ def quickstart(tmp_path):
             elif kind == "site":
                 *setup, serve = [line for line in body.splitlines() if line.strip()]
                 for command in setup:
-                    subprocess.run(command, shell=True, cwd=project, env=env, check=True,  # noqa: S602
-                                   capture_output=True, timeout=STARTUP_TIMEOUT)
+                    subprocess.run(  # noqa: S602
+                        command,
+                        shell=True,
+                        cwd=project,
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                        timeout=STARTUP_TIMEOUT,
+                    )
                 site = background(serve, project, "site")
                 _wait_for(f"http://127.0.0.1:{site_port}/esi/login/", site)
             else:
                 raise AssertionError(f"unknown quickstart marker {kind!r}")
-        yield (f"http://127.0.0.1:{site_port}", f"http://127.0.0.1:{sso_port}",
-               (logs / "sso").read_text(), logs)
+        yield (
+            f"http://127.0.0.1:{site_port}",
+            f"http://127.0.0.1:{sso_port}",
+            (logs / "sso").read_text(),
+            logs,
+        )
     finally:
         for process in processes:  # only the processes this test started, by their group
             if process.poll() is None:
@@ -122,14 +154,18 @@ def quickstart(tmp_path):
                 process.wait(timeout=20)
 
 
-def _approve(browser: requests.Session, picker: requests.Response, sso_url: str,
-             character_id: str) -> requests.Response:
+def _approve(
+    browser: requests.Session, picker: requests.Response, sso_url: str, character_id: str
+) -> requests.Response:
     """Pick a character on the fake SSO's page, as a user clicking its button."""
     assert picker.url.startswith(sso_url + "/v2/oauth/authorize"), picker.url
     fields = dict(re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', picker.text))
     form = {html.unescape(k): html.unescape(v) for k, v in fields.items()}
-    return browser.post(f"{sso_url}/v2/oauth/authorize/approve",
-                        data={**form, "character_id": character_id}, timeout=30)
+    return browser.post(
+        f"{sso_url}/v2/oauth/authorize/approve",
+        data={**form, "character_id": character_id},
+        timeout=30,
+    )
 
 
 def _csrf(browser: requests.Session) -> str:
@@ -169,8 +205,12 @@ def test_the_quickstart_works_verbatim(quickstart):
     assert home.text.count("<li>Caldari Pilot</li>") == 1
 
     # Log out (POST), then log in with the alt: the same account.
-    out = browser.post(site + "/esi/logout/", data={"csrfmiddlewaretoken": _csrf(browser)},
-                       headers={"Referer": site + "/"}, timeout=30)
+    out = browser.post(
+        site + "/esi/logout/",
+        data={"csrfmiddlewaretoken": _csrf(browser)},
+        headers={"Referer": site + "/"},
+        timeout=30,
+    )
     assert out.url.startswith(sso + "/v2/oauth/authorize")  # / needs a login again
     again = _approve(browser, out, sso, CALDARI)
     assert "Hello amarr_pilot" in again.text and "Caldari Pilot" in again.text
@@ -178,10 +218,17 @@ def test_the_quickstart_works_verbatim(quickstart):
 
 def test_fake_sso_cli_derives_the_callback_from_the_site(tmp_path):
     port = _free_port()
-    command = [sys.executable, "-m", "esi_views.testing.fake_sso", "--port", str(port),
-               "--site", "http://127.0.0.1:8123/", "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "esi_views.testing.fake_sso",
+        "--port",
+        str(port),
+        "--site",
+        "http://127.0.0.1:8123/",
+        "--quiet",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         lines = []
         for line in process.stdout:
@@ -194,10 +241,16 @@ def test_fake_sso_cli_derives_the_callback_from_the_site(tmp_path):
         # A site that sends another callback URL gets a page naming both.
         answer = requests.get(
             f"http://127.0.0.1:{port}/v2/oauth/authorize",
-            params={"response_type": "code", "client_id": "fake-client-id",
-                    "redirect_uri": "http://127.0.0.1:8000/esi/callback/",
-                    "code_challenge": "x", "code_challenge_method": "S256", "state": "s"},
-            timeout=10)
+            params={
+                "response_type": "code",
+                "client_id": "fake-client-id",
+                "redirect_uri": "http://127.0.0.1:8000/esi/callback/",
+                "code_challenge": "x",
+                "code_challenge_method": "S256",
+                "state": "s",
+            },
+            timeout=10,
+        )
         assert answer.status_code == 400 and "8123/esi/callback/" in answer.text
     finally:
         os.killpg(process.pid, signal.SIGTERM)

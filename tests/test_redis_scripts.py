@@ -30,8 +30,18 @@ DOWN = "redis://127.0.0.1:1/0"  # nothing listens there
 
 @pytest.mark.parametrize(
     "key",
-    ["", "a", "esi_views:ratelimit:app.tasks.f", "x{tag}y", "x{}y{tag}", "{", "}{a}", "{a}{b}",
-     "é{ü}", "esi:{sso}:holders"],
+    [
+        "",
+        "a",
+        "esi_views:ratelimit:app.tasks.f",
+        "x{tag}y",
+        "x{}y{tag}",
+        "{",
+        "}{a}",
+        "{a}{b}",
+        "é{ü}",
+        "esi:{sso}:holders",
+    ],
 )
 def test_key_slot_agrees_with_redis_py(key):
     assert key_slot(key) == redis_py_key_slot(key.encode())
@@ -40,8 +50,11 @@ def test_key_slot_agrees_with_redis_py(key):
 
 def test_slot_keys_share_one_slot_and_refuse_braces():
     keys = slot_keys("esi_views:sso:", "sso", "holders", "queue", "seq")
-    assert keys == ["esi_views:sso:{sso}:holders", "esi_views:sso:{sso}:queue",
-                    "esi_views:sso:{sso}:seq"]
+    assert keys == [
+        "esi_views:sso:{sso}:holders",
+        "esi_views:sso:{sso}:queue",
+        "esi_views:sso:{sso}:seq",
+    ]
     assert len({key_slot(k) for k in keys}) == 1
     for prefix, tag in [("p:", "a}b"), ("p:", "{a"), ("p{x}:", "a")]:
         with pytest.raises(ValueError, match=r"brace|'\{'"):

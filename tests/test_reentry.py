@@ -66,8 +66,9 @@ def _reenter(client, location):
     assert "Secret Fleet" not in html  # the fields stay on the server
     assert "no-store" in page["Cache-Control"]
     token = page.context["csrf_token"]
-    return page, client.post(location, {"esi_reentry": page.context["key"],
-                                        "csrfmiddlewaretoken": str(token)})
+    return page, client.post(
+        location, {"esi_reentry": page.context["key"], "csrfmiddlewaretoken": str(token)}
+    )
 
 
 @pytest.mark.parametrize("form", ["mixin", "decorator", "async_mixin", "async_decorator"])
@@ -82,8 +83,9 @@ def test_after_the_selection_page(browser, pilot, esi_token, form):
     body = entered.json()
     assert (body["method"], body["character"], body["form"]) == ("POST", ALT, EXPECTED)
     # Replay of the re-entry: refused, the view is not run again.
-    again = browser.post(chosen["Location"], {"esi_reentry": page_key(chosen),
-                                              "csrfmiddlewaretoken": _csrf(browser)})
+    again = browser.post(
+        chosen["Location"], {"esi_reentry": page_key(chosen), "csrfmiddlewaretoken": _csrf(browser)}
+    )
     assert again.status_code == 400
     assert b"already sent" in again.content.lower()
 
@@ -92,9 +94,17 @@ def page_key(response) -> str:
     return response["Location"].split("esi_flow=")[1]
 
 
-@pytest.mark.parametrize(("form", "name"), [
-    ("mixin", "token"), ("decorator", "tokens"), ("decorator", "single_use"),
-    ("async_mixin", "tokens"), ("async_decorator", "token"), ("async_mixin", "single_use")])
+@pytest.mark.parametrize(
+    ("form", "name"),
+    [
+        ("mixin", "token"),
+        ("decorator", "tokens"),
+        ("decorator", "single_use"),
+        ("async_mixin", "tokens"),
+        ("async_decorator", "token"),
+        ("async_mixin", "single_use"),
+    ],
+)
 def test_after_the_sso_round_trip(browser, pilot, fake_sso, form, name):
     to_sso = _post(browser, _url(form, name), FIELDS)
     assert to_sso.status_code == 302 and "Secret" not in to_sso["Location"]
@@ -105,8 +115,7 @@ def test_after_the_sso_round_trip(browser, pilot, fake_sso, form, name):
     assert MAIN in ([body["character"]] if body["tokens"] is None else body["tokens"])
 
 
-def test_add_a_character_from_the_selection_keeps_the_form(browser, pilot, fake_sso,
-                                                          esi_token):
+def test_add_a_character_from_the_selection_keeps_the_form(browser, pilot, fake_sso, esi_token):
     esi_token(pilot, character_id=MAIN, scopes=SCOPES)
     page = _post(browser, _url(), FIELDS)
     to_sso = _post(browser, "/esi/select/", {"flow": page.context["flow"], "action": "add"})
@@ -143,8 +152,9 @@ def test_another_session_cannot_re_enter(browser, pilot, fake_sso):
     key = browser.get(back["Location"]).context["key"]
     intruder = Client(enforce_csrf_checks=True)
     intruder.force_login(get_user_model().objects.create_user("intruder"))
-    stolen = intruder.post(back["Location"], {"esi_reentry": key,
-                                              "csrfmiddlewaretoken": _csrf(intruder)})
+    stolen = intruder.post(
+        back["Location"], {"esi_reentry": key, "csrfmiddlewaretoken": _csrf(intruder)}
+    )
     assert stolen.status_code == 403
     assert b"Secret Fleet" not in stolen.content
     peek = intruder.get(back["Location"])  # not handed back: a flow of its own
@@ -159,15 +169,18 @@ def test_a_marker_of_another_flow_is_refused(browser, pilot, fake_sso):
     token_id = page.context["characters"][0]["token_id"]
     second = _post(browser, "/esi/select/", {"flow": page.context["flow"], "token": token_id})
     other_key = browser.get(second["Location"]).context["key"]
-    mixed = browser.post(first["Location"], {"esi_reentry": other_key,
-                                             "csrfmiddlewaretoken": _csrf(browser)})
+    mixed = browser.post(
+        first["Location"], {"esi_reentry": other_key, "csrfmiddlewaretoken": _csrf(browser)}
+    )
     assert mixed.status_code == 403
 
 
 @pytest.mark.parametrize("marker", ["", "x" * 500, "\x00", "../../etc"])
 def test_hostile_markers_without_a_flow(browser, pilot, marker):
-    answer = browser.post(_url() + "?esi_flow=" + "A" * 43,
-                          {"esi_reentry": marker, "csrfmiddlewaretoken": _csrf(browser)})
+    answer = browser.post(
+        _url() + "?esi_flow=" + "A" * 43,
+        {"esi_reentry": marker, "csrfmiddlewaretoken": _csrf(browser)},
+    )
     assert answer.status_code == 403
 
 

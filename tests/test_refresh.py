@@ -230,8 +230,10 @@ def test_eight_processes_needing_one_expired_token_make_one_sso_call(esi_token, 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [_GATE])
     try:
-        procs = [processes.start(_VALID_ACCESS_TOKEN, token.pk, _GATE, fake_sso=fake_sso)
-                 for _ in range(8)]
+        procs = [
+            processes.start(_VALID_ACCESS_TOKEN, token.pk, _GATE, fake_sso=fake_sso)
+            for _ in range(8)
+        ]
         deadline = time.monotonic() + 120  # a hang guard only
         while processes.waiting_at_gate(_GATE) < 8:
             assert all(proc.poll() is None for proc in procs), procs[0].communicate()
@@ -248,14 +250,15 @@ def test_eight_processes_needing_one_expired_token_make_one_sso_call(esi_token, 
     assert Token.objects.get(pk=token.pk).access_token == seen.pop()
 
 
-
 # -- an answer we cannot use must not cost us the rotated refresh token -------------------------
 
 
-@pytest.mark.parametrize(("fault", "endpoint"), [("expired_jwt", "token"),
-                                                 ("server_error", "jwks")])
-def test_an_unusable_refresh_answer_keeps_the_rotated_refresh_token(esi_token, user,
-                                                                    fake_sso, fault, endpoint):
+@pytest.mark.parametrize(
+    ("fault", "endpoint"), [("expired_jwt", "token"), ("server_error", "jwks")]
+)
+def test_an_unusable_refresh_answer_keeps_the_rotated_refresh_token(
+    esi_token, user, fake_sso, fault, endpoint
+):
     from esi_views import jwks
 
     token = esi_token(user)
@@ -377,8 +380,10 @@ def _run_in_thread(target) -> threading.Thread:
     thread.join(20)
     if thread.is_alive():  # free the blocked backends, or the test run hangs
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
-                           "datname = current_database() AND pid <> pg_backend_pid()")
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND pid <> pg_backend_pid()"
+            )
         thread.join(10)
     return thread
 
@@ -393,8 +398,9 @@ def test_a_dead_token_is_deleted_in_the_callers_transaction(esi_token, fake_sso)
     processes.require_postgresql()
     user = get_user_model().objects.create_user("cascade")
     token = esi_token(user)
-    flow = CallbackRedirect.objects.create(session_hash="s", state="s" * 20, return_url="/",
-                                           token=token)
+    flow = CallbackRedirect.objects.create(
+        session_hash="s", state="s" * 20, return_url="/", token=token
+    )
     _expire(token)
     fake_sso.revoke_all(token.character_id)
     outcome = {}
@@ -419,9 +425,7 @@ def test_a_dead_token_is_deleted_in_the_callers_transaction(esi_token, fake_sso)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_caller_holding_the_row_and_a_worker_refreshing_it_do_not_deadlock(
-    esi_token, fake_sso
-):
+def test_a_caller_holding_the_row_and_a_worker_refreshing_it_do_not_deadlock(esi_token, fake_sso):
     from django.db import transaction
 
     from esi_views.refresh import refresh_tokens

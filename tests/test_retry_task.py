@@ -37,8 +37,14 @@ def _task(exc, name, **options):
 
 def _run_as_worker(task, retries=0, headers=None):
     """Run like a worker would (not eager, not called directly)."""
-    task.push_request(id="t-1", retries=retries, called_directly=False, is_eager=False,
-                      headers=headers, delivery_info={"routing_key": "celery"})
+    task.push_request(
+        id="t-1",
+        retries=retries,
+        called_directly=False,
+        is_eager=False,
+        headers=headers,
+        delivery_info={"routing_key": "celery"},
+    )
     try:
         return task.run()
     finally:
@@ -165,8 +171,10 @@ def test_limit_wait_recognises_only_limit_errors():
     assert limit_wait(ValueError()) is None
 
 
-@pytest.mark.skipif(importlib.util.find_spec("esi") is None,
-                    reason="django-esi is not installed here (make test-django-esi runs this)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("esi") is None,
+    reason="django-esi is not installed here (make test-django-esi runs this)",
+)
 def test_django_esis_limit_exceptions_are_recognised():
     from esi.exceptions import ESIBucketLimitException, ESIErrorLimitException
 

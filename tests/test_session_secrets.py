@@ -89,10 +89,16 @@ def test_a_forged_selection_binding_is_refused(client, binding):
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_hashes_the_keys_already_stored():
     executor = MigrationExecutor(connection)
-    ours = next(key for key in executor.loader.disk_migrations
-                if key[0] == "esi_views" and key[1].endswith("_callbackredirect_session_hash"))
-    before = [parent.key for parent in executor.loader.graph.node_map[ours].parents
-              if parent.key[0] == "esi_views"]
+    ours = next(
+        key
+        for key in executor.loader.disk_migrations
+        if key[0] == "esi_views" and key[1].endswith("_callbackredirect_session_hash")
+    )
+    before = [
+        parent.key
+        for parent in executor.loader.graph.node_map[ours].parents
+        if parent.key[0] == "esi_views"
+    ]
     executor.migrate(before)
     old = executor.loader.project_state(before).apps
     Old = old.get_model("esi_views", "CallbackRedirect")
@@ -105,8 +111,7 @@ def test_the_migration_hashes_the_keys_already_stored():
 
 
 @pytest.mark.django_db
-def test_the_oauth_state_is_spent_at_the_callback_not_reused_as_the_hand_back_key(
-        client, fake_sso):
+def test_the_oauth_state_is_spent_at_the_callback_not_reused_as_the_hand_back_key(client, fake_sso):
     fake_sso.add_character(90003003, "State Pilot")
     fake_sso.select_character(90003003)
     start = client.get("/v/mixin/single_use/1/")

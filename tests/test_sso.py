@@ -185,8 +185,11 @@ def test_each_fault_on_the_code_exchange(fake_sso, pilot, fault, params, error, 
 
 def test_jwt_faults_name_the_rule_broken(fake_sso, pilot):
     token = login(fake_sso, pilot.character_id)
-    for fault, reason in [("wrong_audience", "audience"), ("expired_jwt", "expired"),
-                          ("bad_signature", "signature")]:
+    for fault, reason in [
+        ("wrong_audience", "audience"),
+        ("expired_jwt", "expired"),
+        ("bad_signature", "signature"),
+    ]:
         fake_sso.inject(fault)
         # On a refresh it is transient (the stored token is fine), raised from the JWT error.
         with pytest.raises(SSOInvalidAnswerError) as caught:
@@ -215,10 +218,13 @@ def test_long_retry_after_is_not_slept_through(fake_sso, pilot):
     assert fake_sso.calls["token:refresh_token"] == 1
 
 
-@pytest.mark.parametrize(("fault", "params"), [
-    ("server_error", {"status": 503}),
-    ("rate_limited", {"retry_after": 0}),
-])
+@pytest.mark.parametrize(
+    ("fault", "params"),
+    [
+        ("server_error", {"status": 503}),
+        ("rate_limited", {"retry_after": 0}),
+    ],
+)
 def test_refresh_is_retried_when_the_sso_says_it_did_nothing(fake_sso, pilot, fault, params):
     token = login(fake_sso, pilot.character_id)
     fake_sso.inject(fault, **params)

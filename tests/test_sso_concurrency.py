@@ -165,8 +165,13 @@ def test_eight_threads_never_exceed_the_cap(sso_cap, settings, backend):
     assert 2 <= sso_cap.max_concurrent["token"] <= 3
 
 
-def test_no_free_slot_in_time_is_transient_and_keeps_the_token(sso_cap, settings, esi_token,
-                                                               user, redis_client):  # noqa: F811
+def test_no_free_slot_in_time_is_transient_and_keeps_the_token(
+    sso_cap,
+    settings,
+    esi_token,
+    user,
+    redis_client,  # noqa: F811
+):
     token = esi_token(user)
     settings.ESI_SSO_MAX_CONCURRENCY = 1
     settings.ESI_SSO_CONCURRENCY_TIMEOUT = 0.2
@@ -289,11 +294,26 @@ def shared_redis(request, settings, key_prefix, monkeypatch):  # noqa: F811
 
 def spawn(fake_sso, child_settings, *args):
     env = {k: v for k, v in os.environ.items() if k != "ESI_TEST_DATABASE_URL"}
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", ESI_CHILD_SETTINGS=json.dumps(
-        {**fake_sso.settings(), **child_settings, "ESI_SSO_MAX_CONCURRENCY": 4,
-         "ESI_SSO_CONCURRENCY_TIMEOUT": 120, "ESI_SSO_CONCURRENCY_LEASE": 2.0}))
-    return subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        ESI_CHILD_SETTINGS=json.dumps(
+            {
+                **fake_sso.settings(),
+                **child_settings,
+                "ESI_SSO_MAX_CONCURRENCY": 4,
+                "ESI_SSO_CONCURRENCY_TIMEOUT": 120,
+                "ESI_SSO_CONCURRENCY_LEASE": 2.0,
+            }
+        ),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_processes_and_threads_never_exceed_the_cap(fake_sso, shared_redis):
@@ -301,8 +321,9 @@ def test_processes_and_threads_never_exceed_the_cap(fake_sso, shared_redis):
     tokens = refresh_tokens(fake_sso, 12)
     fake_sso.latency = 0.1
     fake_sso._protocol.max_in_flight.clear()
-    children = [spawn(fake_sso, child_settings, "refresh", json.dumps(tokens[i::3]))
-                for i in range(3)]
+    children = [
+        spawn(fake_sso, child_settings, "refresh", json.dumps(tokens[i::3])) for i in range(3)
+    ]
     for child in children:
         out, err = child.communicate(timeout=180)
         assert child.returncode == 0, err[-3000:]

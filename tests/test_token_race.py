@@ -95,8 +95,11 @@ for round_, answer in enumerate(answers):  # a new character each round, all at 
 
 def _waiting_at_gate() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                       "AND objid = %s AND NOT granted", [_BARRIER])
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND objid = %s AND NOT granted",
+            [_BARRIER],
+        )
         return cursor.fetchone()[0]
 
 
@@ -141,9 +144,13 @@ def test_a_row_inserted_by_a_racing_login_is_merged_into_not_a_500(fake_sso, rac
     first = client.get("/v/mixin/new_token/1/")
     first_answer, *_ = _answers(fake_sso, 1)
     racing = Token.objects.create(
-        user=user, character_id=RACER, character_name="Racing Pilot",
-        character_owner_hash=first_answer.claims.owner_hash, access_token="theirs",
-        refresh_token="theirs", expires_at=first_answer.expires_at,
+        user=user,
+        character_id=RACER,
+        character_name="Racing Pilot",
+        character_owner_hash=first_answer.claims.owner_hash,
+        access_token="theirs",
+        refresh_token="theirs",
+        expires_at=first_answer.expires_at,
         scope_digest=scopes_digest(SCOPES),
     )
     back = to_sso_and_back(client, first, fake_sso, RACER)
@@ -222,10 +229,14 @@ def test_migration_merges_existing_duplicates_then_constrains():
     from django.utils import timezone
 
     executor = MigrationExecutor(connection)
-    (mine,) = [key for key in executor.loader.graph.nodes
-               if key[0] == "esi_views" and key[1].endswith("_token_scope_digest")]
-    before = [dep for dep in executor.loader.graph.nodes[mine].dependencies
-              if dep[0] == "esi_views"]
+    (mine,) = [
+        key
+        for key in executor.loader.graph.nodes
+        if key[0] == "esi_views" and key[1].endswith("_token_scope_digest")
+    ]
+    before = [
+        dep for dep in executor.loader.graph.nodes[mine].dependencies if dep[0] == "esi_views"
+    ]
     latest = executor.loader.graph.leaf_nodes("esi_views")
     executor.migrate(before)
     try:
@@ -240,10 +251,17 @@ def test_migration_merges_existing_duplicates_then_constrains():
 
         def old_token(scopes, user=user, character=RACER, minutes_ago=0):
             token = OldToken.objects.create(
-                user=user, character_id=character, character_name="Old", character_owner_hash="h",
-                access_token="a", refresh_token="r", expires_at=now)
+                user=user,
+                character_id=character,
+                character_name="Old",
+                character_owner_hash="h",
+                access_token="a",
+                refresh_token="r",
+                expires_at=now,
+            )
             OldToken.objects.filter(pk=token.pk).update(
-                updated=now - timezone.timedelta(minutes=minutes_ago))
+                updated=now - timezone.timedelta(minutes=minutes_ago)
+            )
             token.scopes.set(scopes)
             return token.pk
 
@@ -263,9 +281,15 @@ def test_migration_merges_existing_duplicates_then_constrains():
     assert Token.objects.get(pk=dupes[1]).scope_digest == scopes_digest(SCOPES)
     assert Token.objects.get(pk=no_user[0]).scope_digest == ""
     with pytest.raises(IntegrityError):  # and now the database refuses a duplicate
-        Token.objects.create(user_id=Token.objects.get(pk=dupes[1]).user_id, character_id=RACER,
-                             character_name="x", character_owner_hash="h", access_token="a",
-                             expires_at=timezone.now(), scope_digest=scopes_digest(SCOPES))
+        Token.objects.create(
+            user_id=Token.objects.get(pk=dupes[1]).user_id,
+            character_id=RACER,
+            character_name="x",
+            character_owner_hash="h",
+            access_token="a",
+            expires_at=timezone.now(),
+            scope_digest=scopes_digest(SCOPES),
+        )
 
 
 def django_user_model_label() -> tuple[str, str]:
@@ -310,8 +334,9 @@ def test_concurrent_callbacks_of_one_user_end_in_one_row_and_no_error_page(fake_
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert [r.status_code for _, r in results] == [302] * len(tabs), \
-        [r.content[:200] for _, r in results]
+    assert [r.status_code for _, r in results] == [302] * len(tabs), [
+        r.content[:200] for _, r in results
+    ]
     (token,) = Token.objects.filter(user=user)
     for client, response in results:
         assert follow(client, response).json()["token"] == token.pk

@@ -16,8 +16,11 @@ from esi_views.models import CallbackRedirect, Scope, Token
 
 pytestmark = pytest.mark.django_db
 
-SKILLS, WALLET, ASSETS = ("esi-skills.read_skills.v1", "esi-wallet.read_character_wallet.v1",
-                          "esi-assets.read_assets.v1")
+SKILLS, WALLET, ASSETS = (
+    "esi-skills.read_skills.v1",
+    "esi-wallet.read_character_wallet.v1",
+    "esi-assets.read_assets.v1",
+)
 
 
 @pytest.fixture
@@ -83,8 +86,9 @@ def test_default_key_follows_secret_key_fallbacks(esi_token, user, settings):
 
 
 def test_callback_redirect_verifier_is_encrypted_too():
-    CallbackRedirect.objects.create(session_hash="s", state="st", code_verifier="verifier-xyz",
-                                    return_url="/")
+    CallbackRedirect.objects.create(
+        session_hash="s", state="st", code_verifier="verifier-xyz", return_url="/"
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT code_verifier FROM esi_views_callbackredirect")
         assert "verifier-xyz" not in repr(cursor.fetchall())
@@ -95,11 +99,15 @@ def test_callback_redirect_verifier_is_encrypted_too():
 
 
 def test_create_from_code_stores_what_the_jwt_says(esi_token, user, fake_sso):
-    token = esi_token(user, character_id=90000010, character_name="Stored Pilot",
-                      scopes=f"{SKILLS} {WALLET}")
+    token = esi_token(
+        user, character_id=90000010, character_name="Stored Pilot", scopes=f"{SKILLS} {WALLET}"
+    )
     token.refresh_from_db()
-    assert (token.character_id, token.character_name, token.user) == (90000010, "Stored Pilot",
-                                                                       user)
+    assert (token.character_id, token.character_name, token.user) == (
+        90000010,
+        "Stored Pilot",
+        user,
+    )
     character = next(c for c in fake_sso.characters if c.character_id == 90000010)
     assert token.character_owner_hash == character.owner_hash
     assert set(token.scopes.values_list("name", flat=True)) == {SKILLS, WALLET}
@@ -132,8 +140,7 @@ def test_always_create_token_setting(esi_token, user, settings):
     assert Token.objects.count() == 2
 
 
-def test_character_changing_hands_removes_old_owners_tokens(esi_token, user, other_user,
-                                                            fake_sso):
+def test_character_changing_hands_removes_old_owners_tokens(esi_token, user, other_user, fake_sso):
     old = esi_token(user, character_id=90000020)
     fake_sso.change_owner(90000020)
     new = esi_token(other_user, character_id=90000020)
@@ -184,11 +191,12 @@ def test_scope_filters_chain_with_other_filters(three_tokens, other_user, esi_to
     assert _ids(mine) == {90000031, 90000032}
     assert mine.count() == 2
     assert _ids(Token.objects.require_scopes(SKILLS).exclude(character_id=90000031)) == {
-        90000032, 90000034}
+        90000032,
+        90000034,
+    }
 
 
-def test_equivalent_to_matches_character_owner_user_and_exact_scopes(esi_token, user,
-                                                                     settings):
+def test_equivalent_to_matches_character_owner_user_and_exact_scopes(esi_token, user, settings):
     settings.ESI_ALWAYS_CREATE_TOKEN = True
     a = esi_token(user, character_id=90000041, scopes=[SKILLS])
     b = esi_token(user, character_id=90000041, scopes=[SKILLS])
@@ -217,21 +225,27 @@ def _bulk_fresh_tokens(user, count: int, scopes: list[str]) -> None:
     scope_rows = list(Scope.objects.filter(name__in=scopes))
     expires = timezone.now() + timedelta(minutes=20)
     tokens = Token.objects.bulk_create(
-        Token(user=user, character_id=91000000 + i, character_name=f"Alt {i}",
-              character_owner_hash=f"hash{i}=", access_token="a.b.c", refresh_token="r",
-              expires_at=expires)
+        Token(
+            user=user,
+            character_id=91000000 + i,
+            character_name=f"Alt {i}",
+            character_owner_hash=f"hash{i}=",
+            access_token="a.b.c",
+            refresh_token="r",
+            expires_at=expires,
+        )
         for i in range(count)
     )
     link = Token.scopes.through
-    link.objects.bulk_create(link(token_id=t.pk, scope_id=s.pk) for t in tokens
-                             for s in scope_rows)
+    link.objects.bulk_create(link(token_id=t.pk, scope_id=s.pk) for t in tokens for s in scope_rows)
 
 
 def test_query_cost_is_constant_for_100_tokens(user):
     scopes = [SKILLS, WALLET, ASSETS, "esi-mail.read_mail.v1", "esi-clones.read_clones.v1"]
     _bulk_fresh_tokens(user, 100, scopes)
     with CaptureQueriesContext(connection) as queries:
-        tokens = list(Token.objects.filter(user=user).require_scopes([SKILLS, WALLET])
-                      .require_valid())
+        tokens = list(
+            Token.objects.filter(user=user).require_scopes([SKILLS, WALLET]).require_valid()
+        )
     assert len(tokens) == 100
     assert len(queries) <= 4, [q["sql"] for q in queries]

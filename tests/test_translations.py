@@ -74,7 +74,8 @@ def test_a_drf_403_in_german(german, fake_sso):
 
 def test_a_bearer_401_is_german_in_the_body_and_ascii_english_in_the_header(db):
     answer = Client(HTTP_ACCEPT_LANGUAGE="de").get(
-        "/api/skills/", HTTP_AUTHORIZATION="Bearer two parts")
+        "/api/skills/", HTTP_AUTHORIZATION="Bearer two parts"
+    )
     assert answer.status_code == 401
     assert "Ungültiger Authorization-Header" in answer.json()["detail"]
     assert "Invalid Authorization header" in answer["WWW-Authenticate"]
@@ -124,8 +125,11 @@ def _entries(po: Path) -> dict[tuple[str, str], list[str]]:
         msgid = field("msgid")
         if not msgid:
             continue
-        forms = [field(r"msgstr(?:\[\d\])?")] if "msgstr[" not in text else [
-            field(rf"msgstr\[{n}\]") for n in range(text.count("msgstr["))]
+        forms = (
+            [field(r"msgstr(?:\[\d\])?")]
+            if "msgstr[" not in text
+            else [field(rf"msgstr\[{n}\]") for n in range(text.count("msgstr["))]
+        )
         key = (field("msgctxt") or "", msgid)
         entries[key] = ["" if f is None else f for f in forms]
         if "#, fuzzy" in text or ", fuzzy" in text:
@@ -137,13 +141,31 @@ def _makemessages(package: str, into: Path) -> Path:
     """Run makemessages over a copy of ``package``; return the copy's German catalogue."""
     copy = into / package
     shutil.copytree(ROOT / package, copy, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     subprocess.run(
         # -P: the copy holds http.py, which must not shadow the standard library.
-        [sys.executable, "-P", "-m", "django", "makemessages", "-l", "de", "--no-obsolete",
-         "--no-location"],
-        cwd=copy, env=env, check=True, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-P",
+            "-m",
+            "django",
+            "makemessages",
+            "-l",
+            "de",
+            "--no-obsolete",
+            "--no-location",
+        ],
+        cwd=copy,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return copy / "locale" / "de" / "LC_MESSAGES" / "django.po"
 
 
@@ -152,12 +174,14 @@ def test_makemessages_would_add_nothing(package, tmp_path):
     _gettext_tools()
     extracted = set(_entries(_makemessages(package, tmp_path)))
     for language in LANGUAGES:
-        committed = set(_entries(ROOT / package / "locale" / language / "LC_MESSAGES" /
-                                 "django.po"))
+        committed = set(
+            _entries(ROOT / package / "locale" / language / "LC_MESSAGES" / "django.po")
+        )
         missing = sorted(extracted - committed)
         assert not missing, (
             f"{package} has strings missing from its {language} catalogue (run `make messages` "
-            f"and translate them): {missing}")
+            f"and translate them): {missing}"
+        )
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

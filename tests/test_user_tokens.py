@@ -28,14 +28,16 @@ def user(db):
 
 def _expire(*tokens: Token) -> None:
     Token.objects.filter(pk__in=[t.pk for t in tokens]).update(
-        expires_at=timezone.now() - timedelta(minutes=1))
+        expires_at=timezone.now() - timedelta(minutes=1)
+    )
 
 
 # -- for_user / usable_by / selectable_by ---------------------------------------------------
 
 
 def test_for_user_lists_only_this_users_tokens_with_the_scopes_newest_first(
-        esi_token, user, fake_sso):
+    esi_token, user, fake_sso
+):
     other = get_user_model().objects.create_user("other")
     older = esi_token(user, character_id=90005001, scopes=[SKILLS, MAIL])
     newer = esi_token(user, character_id=90005002, scopes=[SKILLS])
@@ -107,7 +109,8 @@ def test_valid_tokens_tells_sso_down_from_no_token(esi_token, user, fake_sso):
 
 
 def test_require_valid_hands_back_refreshed_rows_without_querying_again(
-        esi_token, user, fake_sso, django_assert_num_queries):
+    esi_token, user, fake_sso, django_assert_num_queries
+):
     tokens = [esi_token(user, character_id=90005040 + i, scopes=[SKILLS]) for i in range(3)]
     _expire(*tokens)
     result = Token.objects.filter(user=user).order_by("character_id").require_valid()
@@ -116,7 +119,8 @@ def test_require_valid_hands_back_refreshed_rows_without_querying_again(
     assert [t.character_id for t in rows] == [90005040, 90005041, 90005042]
     assert all(not t.expired for t in rows)  # the refreshed values, on the rows handed back
     assert {t.access_token for t in rows} == {
-        t.access_token for t in Token.objects.filter(user=user)}
+        t.access_token for t in Token.objects.filter(user=user)
+    }
 
 
 def test_require_valid_does_not_touch_queryset_internals():
@@ -148,8 +152,10 @@ def _runtime_imports(path: Path) -> set[str]:
 
 
 def test_models_querysets_and_refresh_import_no_cycle():
-    trio = {name: _runtime_imports(ROOT / "esi_views" / f"{name}.py")
-            for name in ("models", "querysets", "refresh")}
+    trio = {
+        name: _runtime_imports(ROOT / "esi_views" / f"{name}.py")
+        for name in ("models", "querysets", "refresh")
+    }
     edges = {(a, b) for a, imports in trio.items() for b in trio if f"esi_views.{b}" in imports}
     assert ("models", "querysets") in edges  # Token.objects is built from TokenQuerySet
     assert not {(b, a) for a, b in edges} & edges, edges  # nothing imports back

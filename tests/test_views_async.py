@@ -91,8 +91,7 @@ def test_the_flow_runs_in_one_hop_off_the_event_loop(db, fake_sso, monkeypatch):
                 await asyncio.sleep(0.01)
             loop_ran.set()
 
-        response, _ = await asyncio.gather(Probe.as_view()(request),
-                                           release_once_the_flow_waits())
+        response, _ = await asyncio.gather(Probe.as_view()(request), release_once_the_flow_waits())
         return threading.get_ident(), response
 
     loop_thread, response = async_to_sync(scenario)()

@@ -19,9 +19,13 @@ from esi_views.models import Scope, Token
 from tests.browserless import client_for
 from tests.views_app import VIEWS
 
-FIVE_SCOPES = ["esi-skills.read_skills.v1", "esi-wallet.read_character_wallet.v1",
-               "esi-assets.read_assets.v1", "esi-mail.read_mail.v1",
-               "esi-clones.read_clones.v1"]
+FIVE_SCOPES = [
+    "esi-skills.read_skills.v1",
+    "esi-wallet.read_character_wallet.v1",
+    "esi-assets.read_assets.v1",
+    "esi-mail.read_mail.v1",
+    "esi-clones.read_clones.v1",
+]
 REQUIRED = "esi-skills.read_skills.v1 esi-wallet.read_character_wallet.v1"
 
 
@@ -29,9 +33,15 @@ def _hundred_tokens(user) -> None:
     Scope.objects.bulk_create([Scope(name=n) for n in FIVE_SCOPES])
     scopes = list(Scope.objects.all())
     tokens = Token.objects.bulk_create(
-        Token(user=user, character_id=92000000 + i, character_name=f"Alt {i:03}",
-              character_owner_hash=f"h{i}=", access_token="a.b.c", refresh_token="r",
-              expires_at=timezone.now() + timedelta(minutes=20))
+        Token(
+            user=user,
+            character_id=92000000 + i,
+            character_name=f"Alt {i:03}",
+            character_owner_hash=f"h{i}=",
+            access_token="a.b.c",
+            refresh_token="r",
+            expires_at=timezone.now() + timedelta(minutes=20),
+        )
         for i in range(100)
     )
     link = Token.scopes.through
@@ -77,8 +87,12 @@ def test_selection_page_for_100_tokens_costs_exactly_4_queries(client, form):
     sql = "\n".join(q["sql"][:200] for q in queries)
     assert len(queries) == 4, sql
     # session, user, the tokens with the scopes, their scopes
-    assert _tables(queries) == ["django_session", "auth_user", "esi_views_token",
-                                "esi_views_scope"], sql
+    assert _tables(queries) == [
+        "django_session",
+        "auth_user",
+        "esi_views_token",
+        "esi_views_scope",
+    ], sql
 
 
 def test_tokens_required_for_100_tokens_costs_exactly_3_queries(client, form):
@@ -108,12 +122,14 @@ def test_new_token_must_be_a_bool():
 
 def test_mixin_right_of_the_view_is_refused():
     with pytest.raises(ImproperlyConfigured, match="put TokenRequiredMixin to the left of View"):
+
         class Backwards(TemplateView, TokenRequiredMixin):
             pass
 
 
 def test_two_token_mixins_are_refused():
     with pytest.raises(ImproperlyConfigured, match="combines"):
+
         class Both(TokenRequiredMixin, TokensRequiredMixin, View):
             pass
 
@@ -121,6 +137,7 @@ def test_two_token_mixins_are_refused():
 @pytest.mark.parametrize("decorator", [token_required, tokens_required, single_use_token])
 def test_decorators_check_scopes_when_applied(decorator):
     with pytest.raises(ImproperlyConfigured, match="scopes must be"):
+
         @decorator(scopes=[1, 2])
         def view(request, token):
             pass

@@ -37,8 +37,11 @@ def _rows() -> tuple[int, int, int]:
 
 
 def _writes(queries) -> list[str]:
-    return [q["sql"] for q in queries
-            if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    return [
+        q["sql"]
+        for q in queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
 
 
 def _quiet_request(client, method: str, url: str):
@@ -52,8 +55,9 @@ def _quiet_request(client, method: str, url: str):
 @pytest.mark.parametrize("logged_in", [False, True], ids=["anonymous", "logged-in"])
 @pytest.mark.parametrize("method", QUIET_METHODS)
 @pytest.mark.parametrize("name", VIEWS)
-def test_quiet_methods_write_nothing_and_start_no_flow(fake_sso, esi_token, name, method,
-                                                       logged_in):
+def test_quiet_methods_write_nothing_and_start_no_flow(
+    fake_sso, esi_token, name, method, logged_in
+):
     traces = {}
     for form in FORMS:
         client = Client()
@@ -109,12 +113,15 @@ def test_other_methods_start_no_flow_either(fake_sso, method):
 # -- one session, many GETs: the flow cap ------------------------------------------------------
 
 
-def test_a_thousand_anonymous_gets_in_one_session_leave_at_most_the_cap(client, fake_sso,
-                                                                       settings):
+def test_a_thousand_anonymous_gets_in_one_session_leave_at_most_the_cap(client, fake_sso, settings):
     """The measurement docs/security.md cites: rows left by 1,000 GETs of one session."""
     assert not hasattr(settings, "ESI_MAX_FLOWS_PER_SESSION")  # the default: 10
-    urls = [f"/v/{form}/{name}/{n}/" for n in range(50) for form in FORMS
-            for name in ("token", "single_use", "new_token")]
+    urls = [
+        f"/v/{form}/{name}/{n}/"
+        for n in range(50)
+        for form in FORMS
+        for name in ("token", "single_use", "new_token")
+    ]
     urls += ["/esi/login/?scopes=publicData"] * (1000 - len(urls))
     assert len(urls) == 1000
     for url in urls:
@@ -124,8 +131,7 @@ def test_a_thousand_anonymous_gets_in_one_session_leave_at_most_the_cap(client, 
     assert Token.objects.count() == 0
 
 
-def test_the_newest_flows_survive_the_cap_and_the_oldest_are_refused(client, fake_sso,
-                                                                    settings):
+def test_the_newest_flows_survive_the_cap_and_the_oldest_are_refused(client, fake_sso, settings):
     settings.ESI_MAX_FLOWS_PER_SESSION = 3
     starts = [client.get(f"/v/mixin/single_use/{n}/") for n in range(5)]
     assert CallbackRedirect.objects.count() == 3

@@ -160,10 +160,17 @@ def single_use_logged_in_is_never_listed(client, fake_sso, esi_token, form):
 
 
 SCENARIOS = [
-    token_required_no_tokens, token_required_selection, token_required_add_character,
-    token_required_new, token_required_anonymous_login, tokens_required_anonymous,
-    tokens_required_all_valid, tokens_required_none, tokens_required_new,
-    single_use_anonymous, single_use_logged_in_is_never_listed,
+    token_required_no_tokens,
+    token_required_selection,
+    token_required_add_character,
+    token_required_new,
+    token_required_anonymous_login,
+    tokens_required_anonymous,
+    tokens_required_all_valid,
+    tokens_required_none,
+    tokens_required_new,
+    single_use_anonymous,
+    single_use_logged_in_is_never_listed,
 ]
 
 
@@ -174,8 +181,9 @@ def test_mixin_and_decorator_behave_identically_sync_and_async(scenario, fake_ss
     for form in VIEWS:
         Token.objects.all().delete()
         CharacterOwnership.objects.all().delete()  # each form starts from an empty site
-        traces[form] = [trace_entry(r)
-                        for r in scenario(client_for(form), fake_sso, esi_token, form)]
+        traces[form] = [
+            trace_entry(r) for r in scenario(client_for(form), fake_sso, esi_token, form)
+        ]
     assert set(traces) == {"mixin", "decorator", "async_mixin", "async_decorator"}
     for form, trace in traces.items():
         assert trace == traces["mixin"], form
@@ -214,8 +222,14 @@ def test_a_post_to_the_protected_view_keeps_its_method_once_a_token_is_chosen(
     resubmit = client.get(chosen["Location"])  # a page that posts back (tests/test_reentry.py)
     assert client.post(chosen["Location"], {"esi_reentry": resubmit.context["key"]}).json() == {
         "form": {"anything": ["x"]},
-        "method": "POST", "token": token.pk, "character": ALICE_MAIN, "user": alice.pk,
-        "tokens": None, "args": [], "kwargs": {"number": 7}}
+        "method": "POST",
+        "token": token.pk,
+        "character": ALICE_MAIN,
+        "user": alice.pk,
+        "tokens": None,
+        "args": [],
+        "kwargs": {"number": 7},
+    }
 
 
 def test_expired_tokens_are_refreshed_before_listing(client, fake_sso, alice, esi_token):

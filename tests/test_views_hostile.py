@@ -121,8 +121,10 @@ def test_callback_with_a_state_from_another_session(client, pilot, form):
 
 def test_sso_error_access_denied(client, pilot, form):
     state = state_of(client.get(token_url(form)))
-    response = client.get("/esi/callback/", {"state": state, "error": "access_denied",
-                                             "error_description": "<script>x</script>"})
+    response = client.get(
+        "/esi/callback/",
+        {"state": state, "error": "access_denied", "error_description": "<script>x</script>"},
+    )
     _error_page(response, 403, "declined")
     assert "<script>" not in response.content.decode()
     assert not CallbackRedirect.objects.filter(state=state).exists()
@@ -136,20 +138,26 @@ def test_cancel_at_the_sso_picker(client, fake_sso, pilot, form):
     from urllib.parse import parse_qsl
 
     params = dict(parse_qsl(urlsplit(start["Location"]).query))
-    cancel = requests.post(f"{fake_sso.base_url}/v2/oauth/authorize/approve",
-                           data={**params, "action": "cancel"}, allow_redirects=False,
-                           timeout=5)
+    cancel = requests.post(
+        f"{fake_sso.base_url}/v2/oauth/authorize/approve",
+        data={**params, "action": "cancel"},
+        allow_redirects=False,
+        timeout=5,
+    )
     parts = urlsplit(cancel.headers["Location"])
     _error_page(client.get(f"{parts.path}?{parts.query}"), 403, "did not grant")
 
 
-@pytest.mark.parametrize(("fault", "params", "status", "words"), [
-    ("invalid_grant", {}, 400, "refused the login code"),
-    ("wrong_audience", {}, 403, "failed verification"),
-    ("expired_jwt", {}, 403, "failed verification"),
-    ("bad_signature", {}, 403, "failed verification"),
-    ("malformed_json", {}, 400, "malformed"),  # not an outage: tests/test_odd_numbers
-])
+@pytest.mark.parametrize(
+    ("fault", "params", "status", "words"),
+    [
+        ("invalid_grant", {}, 400, "refused the login code"),
+        ("wrong_audience", {}, 403, "failed verification"),
+        ("expired_jwt", {}, 403, "failed verification"),
+        ("bad_signature", {}, 403, "failed verification"),
+        ("malformed_json", {}, 400, "malformed"),  # not an outage: tests/test_odd_numbers
+    ],
+)
 def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, words, form):
     callback = _approved_callback(client.get(token_url(form)))
     fake_sso.inject(fault, **params)
@@ -158,13 +166,17 @@ def test_code_exchange_failures(client, fake_sso, pilot, fault, params, status, 
 
 
 # An SSO outage is not the user's fault: 503, Retry-After, and a page to try again from.
-@pytest.mark.parametrize(("fault", "params", "retry_after"), [
-    ("server_error", {"status": 500}, "30"),
-    ("server_error", {"status": 503}, "30"),
-    ("rate_limited", {"retry_after": 60}, "60"),
-])
-def test_sso_outage_at_the_callback_is_a_503_to_try_again(client, fake_sso, pilot, fault,
-                                                          params, retry_after, form):
+@pytest.mark.parametrize(
+    ("fault", "params", "retry_after"),
+    [
+        ("server_error", {"status": 500}, "30"),
+        ("server_error", {"status": 503}, "30"),
+        ("rate_limited", {"retry_after": 60}, "60"),
+    ],
+)
+def test_sso_outage_at_the_callback_is_a_503_to_try_again(
+    client, fake_sso, pilot, fault, params, retry_after, form
+):
     callback = _approved_callback(client.get(token_url(form)))
     fake_sso.inject(fault, **params)
     response = client.get(callback)
@@ -184,8 +196,9 @@ def test_sso_unreachable(client, pilot, settings, form):
 
 # Our own misconfiguration is a loud 500 with a log line saying what to fix, never a 4xx
 # that reads as the user's mistake.
-def test_rejected_client_credentials_at_the_callback_are_a_500(client, fake_sso, pilot, caplog,
-                                                               form):
+def test_rejected_client_credentials_at_the_callback_are_a_500(
+    client, fake_sso, pilot, caplog, form
+):
     callback = _approved_callback(client.get(token_url(form)))
     fake_sso.inject("invalid_client")
     with caplog.at_level("ERROR", logger="esi_views.flow"):
@@ -324,10 +337,18 @@ def test_selection_is_post_only(client, selection):
 # -- return URLs ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("next_url", [
-    "https://evil.example/", "//evil.example/", "http://evil.example/x", "javascript:alert(1)",
-    "\\\\evil.example", "https:///evil.example", "/\\evil.example",
-])
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "http://evil.example/x",
+        "javascript:alert(1)",
+        "\\\\evil.example",
+        "https:///evil.example",
+        "/\\evil.example",
+    ],
+)
 def test_login_link_never_returns_to_another_host(client, fake_sso, pilot, next_url):
     start = client.get("/esi/login/", {"next": next_url, "scopes": "publicData"})
     back = to_sso_and_back(client, start, fake_sso)

@@ -29,8 +29,10 @@ LOGIN_URL = "/accounts/login/"
 
 @pytest.fixture(autouse=True)
 def login_required_everywhere(settings, fake_sso):
-    settings.MIDDLEWARE = [*settings.MIDDLEWARE,
-                           "django.contrib.auth.middleware.LoginRequiredMiddleware"]
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
     settings.LOGIN_URL = LOGIN_URL
     fake_sso.add_character(PILOT, "Anonymous Pilot")
 

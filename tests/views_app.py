@@ -16,22 +16,25 @@ SCOPES = "esi-skills.read_skills.v1 esi-wallet.read_character_wallet.v1"
 
 def describe(request, token=None, tokens=None, *args, **kwargs):
     form = {k: v for k, v in request.POST.lists() if k != "csrfmiddlewaretoken"}
-    return JsonResponse({
-        **({"form": form} if form else {}),
-        "method": request.method,
-        "token": token.pk if token else None,
-        "character": token.character_id if token else None,
-        "user": token.user_id if token else None,
-        "tokens": sorted(t.character_id for t in tokens) if tokens is not None else None,
-        "args": list(args),
-        "kwargs": kwargs,
-    })
+    return JsonResponse(
+        {
+            **({"form": form} if form else {}),
+            "method": request.method,
+            "token": token.pk if token else None,
+            "character": token.character_id if token else None,
+            "user": token.user_id if token else None,
+            "tokens": sorted(t.character_id for t in tokens) if tokens is not None else None,
+            "args": list(args),
+            "kwargs": kwargs,
+        }
+    )
 
 
 class _Describe(View):
     def get(self, request, *args, **kwargs):
-        return describe(request, getattr(self, "token", None), getattr(self, "tokens", None),
-                        *args, **kwargs)
+        return describe(
+            request, getattr(self, "token", None), getattr(self, "tokens", None), *args, **kwargs
+        )
 
     post = get
 
@@ -40,8 +43,9 @@ class _AsyncDescribe(View):
     async def get(self, request, *args, **kwargs):
         # Reads only what the mixin already evaluated: any query here would raise
         # SynchronousOnlyOperation in the event loop.
-        return describe(request, getattr(self, "token", None), getattr(self, "tokens", None),
-                        *args, **kwargs)
+        return describe(
+            request, getattr(self, "token", None), getattr(self, "tokens", None), *args, **kwargs
+        )
 
     post = get
 
@@ -150,18 +154,34 @@ def add_character(request):
 
 
 VIEWS = {
-    "mixin": {"token": TokenView.as_view(), "new_token": NewTokenView.as_view(),
-              "tokens": TokensView.as_view(), "new_tokens": NewTokensView.as_view(),
-              "single_use": SingleUseView.as_view()},
-    "decorator": {"token": token_view, "new_token": new_token_view, "tokens": tokens_view,
-                  "new_tokens": new_tokens_view, "single_use": single_use_view},
-    "async_mixin": {"token": AsyncTokenView.as_view(), "new_token": AsyncNewTokenView.as_view(),
-                    "tokens": AsyncTokensView.as_view(),
-                    "new_tokens": AsyncNewTokensView.as_view(),
-                    "single_use": AsyncSingleUseView.as_view()},
-    "async_decorator": {"token": async_token_view, "new_token": async_new_token_view,
-                        "tokens": async_tokens_view, "new_tokens": async_new_tokens_view,
-                        "single_use": async_single_use_view},
+    "mixin": {
+        "token": TokenView.as_view(),
+        "new_token": NewTokenView.as_view(),
+        "tokens": TokensView.as_view(),
+        "new_tokens": NewTokensView.as_view(),
+        "single_use": SingleUseView.as_view(),
+    },
+    "decorator": {
+        "token": token_view,
+        "new_token": new_token_view,
+        "tokens": tokens_view,
+        "new_tokens": new_tokens_view,
+        "single_use": single_use_view,
+    },
+    "async_mixin": {
+        "token": AsyncTokenView.as_view(),
+        "new_token": AsyncNewTokenView.as_view(),
+        "tokens": AsyncTokensView.as_view(),
+        "new_tokens": AsyncNewTokensView.as_view(),
+        "single_use": AsyncSingleUseView.as_view(),
+    },
+    "async_decorator": {
+        "token": async_token_view,
+        "new_token": async_new_token_view,
+        "tokens": async_tokens_view,
+        "new_tokens": async_new_tokens_view,
+        "single_use": async_single_use_view,
+    },
 }
 # The forms that run in the event loop (tests drive them with Django's AsyncClient).
 ASYNC_FORMS = ("async_mixin", "async_decorator")

@@ -98,13 +98,13 @@ class EsiSession:
         """GET ``path`` (``{name}`` placeholders filled from keyword arguments)."""
         return self.request("GET", path, params=params, **values)
 
-    def post(self, path: str, json: Any = None, *, params: dict[str, Any] | None = None,
-             **values: Any) -> Answer:
+    def post(
+        self, path: str, json: Any = None, *, params: dict[str, Any] | None = None, **values: Any
+    ) -> Answer:
         """POST a JSON body, e.g. ``public().post("/universe/names/", json=[...])``."""
         return self.request("POST", path, params=params, json=json, **values)
 
-    def get_all(self, path: str, *, params: dict[str, Any] | None = None,
-                **values: Any) -> Answer:
+    def get_all(self, path: str, *, params: dict[str, Any] | None = None, **values: Any) -> Answer:
         """Every ``X-Pages`` page of a paged route, each within the limits, joined."""
         first = self.get(path, params=params, **values)
         if first.pages <= 1 or not isinstance(first.data, list):
@@ -117,8 +117,15 @@ class EsiSession:
             from_cache = from_cache and answer.from_cache
         return Answer(data, first.status, first.headers, from_cache, first.pages)
 
-    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json: Any = None, **values: Any) -> Answer:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        **values: Any,
+    ) -> Answer:
         method = method.upper()
         try:
             concrete = fill_template(path, values) if values else path
@@ -140,9 +147,12 @@ class EsiSession:
     def _check_route(self, route: Route) -> None:
         if self.token is None or not route.scope:
             if self.token is None and route.scope:
-                raise EsiScopeError(f"{route.template} needs a token with {route.scope}; "
-                                    "call it through token.esi().", scope=route.scope,
-                                    route=route.template)
+                raise EsiScopeError(
+                    f"{route.template} needs a token with {route.scope}; "
+                    "call it through token.esi().",
+                    scope=route.scope,
+                    route=route.template,
+                )
             return
         if self._scopes is None:  # read once per session
             self._scopes = frozenset(self.token.scopes.values_list("name", flat=True))
@@ -150,12 +160,15 @@ class EsiSession:
             raise EsiScopeError(
                 f"{route.method} {route.template} needs the scope {route.scope}, which the "
                 f"token of character {self.character_id} does not have.",
-                scope=route.scope, route=route.template)
+                scope=route.scope,
+                route=route.template,
+            )
         character = route.params.get("character_id")
         if character is not None and character != str(self.character_id):
             raise EsiRouteError(
                 f"{route.template} is called for character {character} with the token of "
-                f"character {self.character_id}: ESI would refuse it (and count an error).")
+                f"character {self.character_id}: ESI would refuse it (and count an error)."
+            )
 
     def _bucket_user(self, route: Route) -> str:
         client = esi_settings.SSO_CLIENT_ID
@@ -165,13 +178,26 @@ class EsiSession:
             return f"public:{client}"
         return f"{client}:{self.character_id}"
 
-    def _pause(self, route: Route, group: str | None, wait: float, reason: str,
-               budget: list[float], error: Exception) -> None:
+    def _pause(
+        self,
+        route: Route,
+        group: str | None,
+        wait: float,
+        reason: str,
+        budget: list[float],
+        error: Exception,
+    ) -> None:
         """Sleep through a short wait, or raise ``error`` (at once when deferring)."""
         action = "defer" if is_deferring() else ("wait" if wait <= budget[0] else "raise")
-        signals.esi_delay.send(EsiSession, route=route.template, group=group,
-                               character_id=self.character_id, reason=reason, wait=wait,
-                               action=action)
+        signals.esi_delay.send(
+            EsiSession,
+            route=route.template,
+            group=group,
+            character_id=self.character_id,
+            reason=reason,
+            wait=wait,
+            action=action,
+        )
         if action != "wait":
             raise error
         budget[0] -= wait
@@ -181,44 +207,69 @@ class EsiSession:
         if is_deferring():
             # Fail closed: the task comes back later, nothing goes out unchecked.
             wait = min(float(esi_settings.BACKOFF_MAX), 5.0)
-            signals.esi_delay.send(EsiSession, route=route.template, group=group,
-                                   character_id=self.character_id,
-                                   reason="limiter_unavailable", wait=wait, action="defer")
-            return EsiRateLimitedError(f"The ESI limiter's Redis is unavailable: {exc}",
-                                       retry_after=wait, group=group)
+            signals.esi_delay.send(
+                EsiSession,
+                route=route.template,
+                group=group,
+                character_id=self.character_id,
+                reason="limiter_unavailable",
+                wait=wait,
+                action="defer",
+            )
+            return EsiRateLimitedError(
+                f"The ESI limiter's Redis is unavailable: {exc}", retry_after=wait, group=group
+            )
         return EsiLimiterUnavailableError(
-            f"Cannot check ESI's limits, Redis is unavailable ({exc}); the call was not made.")
+            f"Cannot check ESI's limits, Redis is unavailable ({exc}); the call was not made."
+        )
 
     def _check_errors(self, route: Route, url: str, budget: list[float]) -> None:
         while True:
             state = limiter.error_state()
             wait = state.blocked_for
-            if not wait and state.remain is not None and state.reset_in > 0 and (
+            if (
+                not wait
+                and state.remain is not None
+                and state.reset_in > 0
+                and (
                     state.remain < int(esi_settings.ERROR_LIMIT_THRESHOLD)
-                    and _last_status.failed(url)):
+                    and _last_status.failed(url)
+                )
+            ):
                 wait = state.reset_in
             if not wait:
                 return
-            self._pause(route, None, wait, "error_limit", budget,
-                        EsiErrorLimitedError(reset=wait))
+            self._pause(route, None, wait, "error_limit", budget, EsiErrorLimitedError(reset=wait))
 
     def _reserve(self, route: Route, user: str, budget: list[float]):
         info = groups.lookup(route.method, route.template)
         if info is None:  # unknown: a probe bucket holding one call
-            group, limit, window, headroom = f"probe:{route.method}:{route.template}", 2, \
-                PROBE_WINDOW, 0.0
+            group, limit, window, headroom = (
+                f"probe:{route.method}:{route.template}",
+                2,
+                PROBE_WINDOW,
+                0.0,
+            )
         elif info.group is None:
             return info, None, ""
         else:
             group, limit, window, headroom = info.group, info.limit, info.window, None
         while True:
-            reservation = limiter.reserve(group, user, 2, limit, window, headroom,
-                                          0 if headroom == 0.0 else None)
+            reservation = limiter.reserve(
+                group, user, 2, limit, window, headroom, 0 if headroom == 0.0 else None
+            )
             if reservation.wait == 0.0:
                 return info, reservation, group
-            self._pause(route, info.group if info else None, reservation.wait, "rate_limit",
-                        budget, EsiRateLimitedError(retry_after=reservation.wait,
-                                                    group=info.group if info else None))
+            self._pause(
+                route,
+                info.group if info else None,
+                reservation.wait,
+                "rate_limit",
+                budget,
+                EsiRateLimitedError(
+                    retry_after=reservation.wait, group=info.group if info else None
+                ),
+            )
 
     # The access token and the Authorization header, here and in requests' frames below,
     # stay out of error reports.
@@ -248,8 +299,14 @@ class EsiSession:
             request_headers["If-None-Match"] = cached.etag
         try:
             response = transport.get_session().request(
-                route.method, url, params=params, json=body, headers=request_headers,
-                timeout=tuple(esi_settings.API_TIMEOUT), allow_redirects=False)
+                route.method,
+                url,
+                params=params,
+                json=body,
+                headers=request_headers,
+                timeout=tuple(esi_settings.API_TIMEOUT),
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
             sent = isinstance(exc, requests.ReadTimeout)  # ESI may have counted it
             self._settle(route, user, info, reservation, bucket, None, 2 if sent else 0)
@@ -257,18 +314,30 @@ class EsiSession:
         status = response.status_code
         limits = headers.rate_limit(response.headers)
         # X-Ratelimit-Used is what this answer cost; CCP's table when it is missing.
-        cost = limits.used if limits.used is not None and limits.used <= 100 else \
-            headers.cost(status)
+        cost = (
+            limits.used if limits.used is not None and limits.used <= 100 else headers.cost(status)
+        )
         wait = self._settle(route, user, info, reservation, bucket, response, cost)
         self._track_errors(response, url)
         answer = _parse(response, cached)
-        self._emit(route, limits.group or (info.group if info else None), status,
-                   cost if limits.group or (info and info.group) else 0, limits.remaining, started,
-                   answer.from_cache)
+        self._emit(
+            route,
+            limits.group or (info.group if info else None),
+            status,
+            cost if limits.group or (info and info.group) else 0,
+            limits.remaining,
+            started,
+            answer.from_cache,
+        )
         if status == 429:
-            signals.esi_limited.send(EsiSession, route=route.template, group=limits.group,
-                                     character_id=self.character_id, status=429,
-                                     retry_after=wait)
+            signals.esi_limited.send(
+                EsiSession,
+                route=route.template,
+                group=limits.group,
+                character_id=self.character_id,
+                status=429,
+                retry_after=wait,
+            )
             error = EsiRateLimitedError(retry_after=wait, group=limits.group)
             if last:
                 raise error
@@ -276,9 +345,14 @@ class EsiSession:
             return None
         if status == 420:
             reset = headers.error_limit(response.headers).reset or 60.0
-            signals.esi_limited.send(EsiSession, route=route.template, group=limits.group,
-                                     character_id=self.character_id, status=420,
-                                     retry_after=reset)
+            signals.esi_limited.send(
+                EsiSession,
+                route=route.template,
+                group=limits.group,
+                character_id=self.character_id,
+                status=420,
+                retry_after=reset,
+            )
             raise EsiErrorLimitedError(reset=reset)
         if status >= 400:
             raise EsiResponseError(answer)
@@ -300,16 +374,21 @@ class EsiSession:
         backoff = status == 429 and retry_after is None
         learned = info
         if limits.group is not None:
-            learned = groups.learn(route.method, route.template, limits.group, limits.limit,
-                                   limits.window)
+            learned = groups.learn(
+                route.method, route.template, limits.group, limits.limit, limits.window
+            )
         elif status == 429:
             # Limited after all, but ESI did not say by which group: probe again.
             groups.unlearn(route.method, route.template)
             learned = None
         elif status < 400 and status != 304 and (info is None or info.group is not None):
             if info is not None:
-                logger.warning("ESI sent no X-Ratelimit-Group for %s (group %s before); "
-                               "treating it as unlimited.", route.template, info.group)
+                logger.warning(
+                    "ESI sent no X-Ratelimit-Group for %s (group %s before); "
+                    "treating it as unlimited.",
+                    route.template,
+                    info.group,
+                )
             learned = groups.learn(route.method, route.template, None, None, None)
         target = learned.group if learned is not None else None
         # X-Ratelimit-Used is this answer's cost; Remaining tells what ESI counts in total.
@@ -323,18 +402,36 @@ class EsiSession:
             elif reservation is not None:  # the probe (or an old group) is done with
                 self._settle_safely(bucket, user, reservation.member, 2, 0)
             blocked = self._settle_safely(
-                target, user, member, reserved, actual, limit=learned.limit,
-                window=learned.window, used=used, retry_after=retry_after, backoff=backoff,
-                default_window=learned.window)
+                target,
+                user,
+                member,
+                reserved,
+                actual,
+                limit=learned.limit,
+                window=learned.window,
+                used=used,
+                retry_after=retry_after,
+                backoff=backoff,
+                default_window=learned.window,
+            )
             return blocked or self._blocked_default(status, retry_after)
         if status == 429:
             # No group to block: block this route's probe bucket for everyone.
-            probe = bucket if reservation is not None and bucket.startswith("probe:") else \
-                f"probe:{route.method}:{route.template}"
+            probe = (
+                bucket
+                if reservation is not None and bucket.startswith("probe:")
+                else f"probe:{route.method}:{route.template}"
+            )
             blocked = self._settle_safely(
-                probe, user, reservation.member if reservation is not None else "none",
-                2 if reservation is not None and probe == bucket else 0, 0,
-                retry_after=retry_after, backoff=backoff, default_window=PROBE_WINDOW)
+                probe,
+                user,
+                reservation.member if reservation is not None else "none",
+                2 if reservation is not None and probe == bucket else 0,
+                0,
+                retry_after=retry_after,
+                backoff=backoff,
+                default_window=PROBE_WINDOW,
+            )
             if reservation is not None and probe != bucket:
                 self._settle_safely(bucket, user, reservation.member, 2, 0)
             return blocked or self._blocked_default(status, retry_after)
@@ -363,8 +460,11 @@ class EsiSession:
         _last_status.note(url, status)
         found = headers.error_limit(response.headers)
         threshold = int(esi_settings.ERROR_LIMIT_THRESHOLD)
-        if status == 420 or (status >= 400 and found.remain is not None) or (
-                found.remain is not None and found.remain < 2 * threshold):
+        if (
+            status == 420
+            or (status >= 400 and found.remain is not None)
+            or (found.remain is not None and found.remain < 2 * threshold)
+        ):
             try:
                 limiter.record_errors(found.remain, found.reset, limited=status == 420)
             except Exception as exc:
@@ -374,9 +474,17 @@ class EsiSession:
 
     def _emit(self, route, group, status, cost, remaining, started, from_cache) -> None:
         signals.esi_call.send(
-            EsiSession, method=route.method, route=route.template, group=group,
-            character_id=self.character_id, status=status, cost=cost, remaining=remaining,
-            duration=time.monotonic() - started, from_cache=from_cache)
+            EsiSession,
+            method=route.method,
+            route=route.template,
+            group=group,
+            character_id=self.character_id,
+            status=status,
+            cost=cost,
+            remaining=remaining,
+            duration=time.monotonic() - started,
+            from_cache=from_cache,
+        )
 
 
 def route_path(path: str) -> str:
@@ -388,8 +496,14 @@ def route_path(path: str) -> str:
 
 def _from_cache(cached: cache.CachedAnswer) -> Answer:
     answer = _decode(cached.body, cached.headers)
-    return Answer(answer[0], cached.status, dict(cached.headers), True,
-                  headers.pages(cached.headers, int(esi_settings.MAX_PAGES)), answer[1])
+    return Answer(
+        answer[0],
+        cached.status,
+        dict(cached.headers),
+        True,
+        headers.pages(cached.headers, int(esi_settings.MAX_PAGES)),
+        answer[1],
+    )
 
 
 def _decode(body: bytes, answer_headers: Any) -> tuple[Any, str]:
@@ -399,8 +513,9 @@ def _decode(body: bytes, answer_headers: Any) -> tuple[Any, str]:
     try:
         return json.loads(text), text
     except ValueError:
-        logger.warning("ESI answered with a body that is not JSON (%d bytes); .data is None.",
-                       len(body))
+        logger.warning(
+            "ESI answered with a body that is not JSON (%d bytes); .data is None.", len(body)
+        )
         return None, text
 
 
@@ -414,8 +529,14 @@ def _parse(response: requests.Response, cached: cache.CachedAnswer | None) -> An
             cached.fresh_until = time.time() + age
         return answer
     data, text = _decode(response.content, response.headers)
-    return Answer(data, response.status_code, dict(response.headers), False,
-                  headers.pages(response.headers, int(esi_settings.MAX_PAGES)), text)
+    return Answer(
+        data,
+        response.status_code,
+        dict(response.headers),
+        False,
+        headers.pages(response.headers, int(esi_settings.MAX_PAGES)),
+        text,
+    )
 
 
 def _store(key: str, response: requests.Response, answer: Answer) -> None:
@@ -423,6 +544,13 @@ def _store(key: str, response: requests.Response, answer: Answer) -> None:
     age = headers.max_age(response.headers)
     if (etag is None and not age) or answer.data is None:
         return
-    cache.put(key, cache.CachedAnswer(response.status_code, response.content,
-                                      dict(response.headers), etag,
-                                      time.time() + (age or 0.0)))
+    cache.put(
+        key,
+        cache.CachedAnswer(
+            response.status_code,
+            response.content,
+            dict(response.headers),
+            etag,
+            time.time() + (age or 0.0),
+        ),
+    )

@@ -61,8 +61,9 @@ def lookup(method: str, template: str) -> GroupInfo | None:
     return info
 
 
-def learn(method: str, template: str, group: str | None, limit: int | None,
-          window: float | None) -> GroupInfo:
+def learn(
+    method: str, template: str, group: str | None, limit: int | None, window: float | None
+) -> GroupInfo:
     old = _known.get((method, template))
     if group is not None and (limit is None or window is None):
         # Limited, but the limit is unreadable: keep what we knew, else the default.
@@ -73,8 +74,7 @@ def learn(method: str, template: str, group: str | None, limit: int | None,
     info = GroupInfo(group, limit or 0, window or 0.0, time.time())
     if old is None or (old.group, old.limit, old.window) != (info.group, info.limit, info.window):
         with contextlib.suppress(Exception):  # sharing is an optimisation only
-            caches[esi_settings.API_CACHE_ALIAS].set(_cache_key(method, template), info,
-                                                     KNOWN_TTL)
+            caches[esi_settings.API_CACHE_ALIAS].set(_cache_key(method, template), info, KNOWN_TTL)
     with _lock:
         _known[(method, template)] = info
     return info

@@ -62,7 +62,10 @@ def rate_limit(headers: Mapping[str, str]) -> RateLimitHeaders:
         else:
             _warn("X-Ratelimit-Limit", raw)
     return RateLimitHeaders(
-        group, limit, window, _int(headers, "X-Ratelimit-Remaining"),
+        group,
+        limit,
+        window,
+        _int(headers, "X-Ratelimit-Remaining"),
         _int(headers, "X-Ratelimit-Used"),
     )
 
@@ -115,8 +118,9 @@ def pages(headers: Mapping[str, str], maximum: int) -> int:
     if value is None or value < 1:
         return 1
     if value > maximum:
-        logger.warning("ESI announced %d pages; fetching only the first %d (ESI_MAX_PAGES).",
-                       value, maximum)
+        logger.warning(
+            "ESI announced %d pages; fetching only the first %d (ESI_MAX_PAGES).", value, maximum
+        )
         return maximum
     return value
 

@@ -152,31 +152,58 @@ def _tag_part(value: str) -> str:
 
 
 def bucket_keys(group: str, user: str) -> list[str]:
-    return slot_keys(esi_settings.LIMITER_KEY_PREFIX, f"{_tag_part(group)}:{_tag_part(user)}",
-                     "z", "m")
+    return slot_keys(
+        esi_settings.LIMITER_KEY_PREFIX, f"{_tag_part(group)}:{_tag_part(user)}", "z", "m"
+    )
 
 
-def reserve(group: str, user: str, cost: int, limit: int, window: float,
-            headroom: float | None = None, min_headroom: int | None = None) -> Reservation:
+def reserve(
+    group: str,
+    user: str,
+    cost: int,
+    limit: int,
+    window: float,
+    headroom: float | None = None,
+    min_headroom: int | None = None,
+) -> Reservation:
     """Reserve ``cost`` tokens in the bucket now, or learn how long to wait (one round trip)."""
     keys = bucket_keys(group, user)
     member = uuid.uuid4().hex
     fraction = esi_settings.HEADROOM if headroom is None else headroom
     floor = esi_settings.MIN_HEADROOM if min_headroom is None else min_headroom
     admitted, wait_ms, known_limit, known_window = _run(
-        "reserve", keys, [member, cost, limit, int(window * 1000), fraction, floor])
-    return Reservation(keys[0], member, cost, 0.0 if admitted else int(wait_ms) / 1000,
-                       int(known_limit), int(known_window) / 1000)
+        "reserve", keys, [member, cost, limit, int(window * 1000), fraction, floor]
+    )
+    return Reservation(
+        keys[0],
+        member,
+        cost,
+        0.0 if admitted else int(wait_ms) / 1000,
+        int(known_limit),
+        int(known_window) / 1000,
+    )
 
 
-def settle(group: str, user: str, member: str, reserved: int, actual: int, *,
-           limit: int | None = None, window: float | None = None, used: int | None = None,
-           retry_after: float | None = None, backoff: bool = False,
-           default_window: float = 900.0) -> float:
+def settle(
+    group: str,
+    user: str,
+    member: str,
+    reserved: int,
+    actual: int,
+    *,
+    limit: int | None = None,
+    window: float | None = None,
+    used: int | None = None,
+    retry_after: float | None = None,
+    backoff: bool = False,
+    default_window: float = 900.0,
+) -> float:
     """Record what the call really cost; returns how long the bucket is now blocked (s)."""
     jitter_ms = random.uniform(0, 1000 * float(esi_settings.RETRY_JITTER))  # noqa: S311
     args = [
-        member, reserved, actual,
+        member,
+        reserved,
+        actual,
         "" if limit is None or window is None else limit,
         "" if limit is None or window is None else int(window * 1000),
         "" if used is None else used,
@@ -199,8 +226,12 @@ class ErrorState:
     def aged(self) -> ErrorState:
         """The same state, its countdowns moved on by the time since it was read."""
         elapsed = time.monotonic() - self.read_at
-        return ErrorState(self.remain, max(0.0, self.reset_in - elapsed),
-                          max(0.0, self.blocked_for - elapsed), self.read_at)
+        return ErrorState(
+            self.remain,
+            max(0.0, self.reset_in - elapsed),
+            max(0.0, self.blocked_for - elapsed),
+            self.read_at,
+        )
 
 
 _error_lock = threading.Lock()
@@ -212,8 +243,12 @@ def _error_call(args: list[Any]) -> ErrorState:
     key = slot_keys(esi_settings.LIMITER_KEY_PREFIX, "errors", "state")[0]
     remain, reset_at, blocked, now = _run("errors", [key], args)
     remain = int(remain) if remain not in (b"", "") else None
-    state = ErrorState(remain, max(0, int(reset_at) - int(now)) / 1000,
-                       max(0, int(blocked) - int(now)) / 1000, time.monotonic())
+    state = ErrorState(
+        remain,
+        max(0, int(reset_at) - int(now)) / 1000,
+        max(0, int(blocked) - int(now)) / 1000,
+        time.monotonic(),
+    )
     with _error_lock:
         _error_state = state
     return state
@@ -230,8 +265,9 @@ def error_state() -> ErrorState:
 def record_errors(remain: int | None, reset: float | None, *, limited: bool) -> ErrorState:
     """Write what ESI said about the error limit (a 420 blocks everyone until the reset)."""
     reset = 60.0 if reset is None else reset  # ESI's error window is one minute
-    return _error_call(["update", "" if remain is None else remain, int(reset * 1000),
-                        "1" if limited else "0"])
+    return _error_call(
+        ["update", "" if remain is None else remain, int(reset * 1000), "1" if limited else "0"]
+    )
 
 
 def forget_local_state() -> None:

@@ -36,8 +36,9 @@ def install(registry: Any = None) -> Any:
     try:
         import prometheus_client as prom
     except ImportError as exc:  # pragma: no cover - exercised by users without the extra
-        raise ImportError("esi_views.esi.metrics needs prometheus-client: "
-                          "pip install 'django-esi-views[metrics]'") from exc
+        raise ImportError(
+            "esi_views.esi.metrics needs prometheus-client: pip install 'django-esi-views[metrics]'"
+        ) from exc
     registry = registry if registry is not None else prom.REGISTRY
     if id(registry) in _installed:
         return _installed[id(registry)]
@@ -55,25 +56,46 @@ class _Metrics:
     def __init__(self, prom: Any, registry: Any) -> None:
         p = "esi_views_"
         r = {"registry": registry}
-        self.calls = prom.Counter(p + "esi_calls", "ESI calls answered (by ESI or the cache).",
-                                  ["group", "status", "from_cache"], **r)
-        self.call_seconds = prom.Histogram(p + "esi_call_seconds", "ESI call duration.",
-                                           ["group"], **r)
+        self.calls = prom.Counter(
+            p + "esi_calls",
+            "ESI calls answered (by ESI or the cache).",
+            ["group", "status", "from_cache"],
+            **r,
+        )
+        self.call_seconds = prom.Histogram(
+            p + "esi_call_seconds", "ESI call duration.", ["group"], **r
+        )
         self.tokens = prom.Counter(p + "esi_tokens", "Rate-limit tokens spent.", ["group"], **r)
-        self.limited = prom.Counter(p + "esi_limited", "ESI answers 429 and 420.",
-                                    ["group", "status"], **r)
-        self.delays = prom.Counter(p + "esi_delays", "Calls that could not go out at once.",
-                                   ["reason", "action"], **r)
+        self.limited = prom.Counter(
+            p + "esi_limited", "ESI answers 429 and 420.", ["group", "status"], **r
+        )
+        self.delays = prom.Counter(
+            p + "esi_delays", "Calls that could not go out at once.", ["reason", "action"], **r
+        )
         self.delay_seconds = prom.Histogram(
-            p + "esi_delay_seconds", "How long those calls had to wait.", ["reason"],
-            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600), **r)
-        self.sso_calls = prom.Counter(p + "sso_calls", "Calls to the SSO token endpoint.",
-                                      ["grant_type", "outcome"], **r)
-        self.sso_seconds = prom.Histogram(p + "sso_call_seconds", "SSO token endpoint latency.",
-                                          ["grant_type"], **r)
+            p + "esi_delay_seconds",
+            "How long those calls had to wait.",
+            ["reason"],
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+            **r,
+        )
+        self.sso_calls = prom.Counter(
+            p + "sso_calls", "Calls to the SSO token endpoint.", ["grant_type", "outcome"], **r
+        )
+        self.sso_seconds = prom.Histogram(
+            p + "sso_call_seconds", "SSO token endpoint latency.", ["grant_type"], **r
+        )
 
-    def on_call(self, *, group: str | None, status: int, cost: int, duration: float,
-                from_cache: bool, **_: Any) -> None:
+    def on_call(
+        self,
+        *,
+        group: str | None,
+        status: int,
+        cost: int,
+        duration: float,
+        from_cache: bool,
+        **_: Any,
+    ) -> None:
         group = group or "none"
         self.calls.labels(group, str(status), "true" if from_cache else "false").inc()
         if not from_cache or cost:

@@ -118,8 +118,10 @@ def register_route(method: str, template: str, scope: str | None) -> None:
 def _compiled() -> list[tuple[re.Pattern[str], str, str, str | None]]:
     patterns = []
     for (method, template), scope in ROUTE_SCOPES.items():
-        regex = _PLACEHOLDER.sub(lambda m: f"(?P<{m[1]}>[^/]+)", re.escape(template)
-                                 .replace(r"\{", "{").replace(r"\}", "}"))
+        regex = _PLACEHOLDER.sub(
+            lambda m: f"(?P<{m[1]}>[^/]+)",
+            re.escape(template).replace(r"\{", "{").replace(r"\}", "}"),
+        )
         patterns.append((re.compile(f"^{regex}$"), method, template, scope))
     # Literal segments win over placeholders: /characters/{id}/mail/labels, not /mail/{mail_id}.
     patterns.sort(key=lambda p: p[2].count("{"))

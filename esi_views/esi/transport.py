@@ -28,8 +28,10 @@ def user_agent() -> str:
     contact = esi_settings.USER_CONTACT_EMAIL or "no contact set"
     client = esi_settings.SSO_CLIENT_ID
     details = f"{contact}; eve-client:{client}" if client else contact
-    return (f"{app} ({details}) django-esi-views/{__version__} "
-            "(+https://pypi.org/project/django-esi-views/)")
+    return (
+        f"{app} ({details}) django-esi-views/{__version__} "
+        "(+https://pypi.org/project/django-esi-views/)"
+    )
 
 
 def base_headers() -> dict[str, str]:
@@ -45,8 +47,16 @@ def _build() -> requests.Session:
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     # Only connection failures are retried here: the request never reached ESI, so it
     # cost nothing. Status retries would bypass the shared budget.
-    retry = Retry(total=2, connect=2, read=0, status=0, other=0, redirect=0,
-                  backoff_factor=0.1, raise_on_status=False)
+    retry = Retry(
+        total=2,
+        connect=2,
+        read=0,
+        status=0,
+        other=0,
+        redirect=0,
+        backoff_factor=0.1,
+        raise_on_status=False,
+    )
     adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=64)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -24,11 +24,19 @@ from esi_views.testing._fake_protocol import Reply, Request
 if TYPE_CHECKING:
     from esi_views.testing.fake_esi import FakeESI
 
-ESI_FAULTS = frozenset({
-    "server_error", "not_found", "rate_limited_no_headers", "malformed_limit",
-    "negative_retry_after", "huge_retry_after", "non_json", "missing_headers",
-    "error_limited",
-})
+ESI_FAULTS = frozenset(
+    {
+        "server_error",
+        "not_found",
+        "rate_limited_no_headers",
+        "malformed_limit",
+        "negative_retry_after",
+        "huge_retry_after",
+        "non_json",
+        "missing_headers",
+        "error_limited",
+    }
+)
 
 
 def status_cost(status: int) -> int:
@@ -66,8 +74,11 @@ class FakeRoute:
                 ids = json.loads(request.body or b"[]")
             except ValueError:
                 return None
-            return [{"id": i, "name": f"Name {i}", "category": "character"} for i in ids
-                    if isinstance(i, int)]
+            return [
+                {"id": i, "name": f"Name {i}", "category": "character"}
+                for i in ids
+                if isinstance(i, int)
+            ]
         return self.data
 
 
@@ -85,7 +96,8 @@ class EsiProtocol:
         self.esi = esi
         self._lock = threading.Lock()
         self.buckets: dict[tuple[str, str], collections.deque] = collections.defaultdict(
-            collections.deque)
+            collections.deque
+        )
         self.spent: collections.Counter[str] = collections.Counter()  # group -> tokens
         self.calls: collections.Counter[str] = collections.Counter()  # "status:N", template
         self.faults: list[Fault] = []
@@ -142,8 +154,15 @@ class EsiProtocol:
             return self._finish(request, route, {}, problem[0], {"error": problem[1]}, user)
         return self._finish(request, route, values, 200, None, user)
 
-    def _finish(self, request: Request, route: FakeRoute | None, values: dict[str, str],
-                status: int, payload: Any, user: str) -> Reply:
+    def _finish(
+        self,
+        request: Request,
+        route: FakeRoute | None,
+        values: dict[str, str],
+        status: int,
+        payload: Any,
+        user: str,
+    ) -> Reply:
         template = route.template if route else request.path
         fault = self._take_fault(template)
         now = time.monotonic()
@@ -153,9 +172,12 @@ class EsiProtocol:
             remain, reset = self._error_remain(now)
             if remain <= 0 or fault == "error_limited":
                 self.calls["status:420"] += 1
-                return Reply(420, b'{"error":"This software has exceeded the error limit."}',
-                             "application/json", {"X-ESI-Error-Limit-Remain": "0",
-                                                  "X-ESI-Error-Limit-Reset": str(reset)})
+                return Reply(
+                    420,
+                    b'{"error":"This software has exceeded the error limit."}',
+                    "application/json",
+                    {"X-ESI-Error-Limit-Remain": "0", "X-ESI-Error-Limit-Reset": str(reset)},
+                )
             group = self.esi.groups.get(route.group) if route and route.group else None
             key = (group.name, user) if group else None
             if fault == "server_error":
@@ -172,12 +194,16 @@ class EsiProtocol:
                     entries = self.buckets[key]
                     wait = math.ceil(entries[0][0] + group.window - now) if entries else 1
                     status, payload = 429, {"error": "Too many requests"}
-                    headers["Retry-After"] = {"negative_retry_after": "-5",
-                                              "huge_retry_after": "99999999"}.get(
-                                                  fault or "", str(max(wait, 1)))
+                    headers["Retry-After"] = {
+                        "negative_retry_after": "-5",
+                        "huge_retry_after": "99999999",
+                    }.get(fault or "", str(max(wait, 1)))
             if status == 200 and route is not None:
-                page = int(request.query.get("page", "1") or 1) if request.query.get(
-                    "page", "1").isdigit() else 1
+                page = (
+                    int(request.query.get("page", "1") or 1)
+                    if request.query.get("page", "1").isdigit()
+                    else 1
+                )
                 data = route.body(values, page, request)
                 body = json.dumps(data).encode() if fault != "non_json" else b"<html>oops"
                 etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -197,8 +223,10 @@ class EsiProtocol:
                 if fault != "missing_headers":
                     headers["X-Ratelimit-Group"] = group.name
                     headers["X-Ratelimit-Limit"] = (
-                        "lots/ever" if fault == "malformed_limit"
-                        else f"{group.limit}/{int(group.window)}s")
+                        "lots/ever"
+                        if fault == "malformed_limit"
+                        else f"{group.limit}/{int(group.window)}s"
+                    )
                     headers["X-Ratelimit-Remaining"] = str(max(0, group.limit - used))
                     headers["X-Ratelimit-Used"] = str(cost)
             if 400 <= status < 600 and status != 420:

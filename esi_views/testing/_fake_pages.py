@@ -74,12 +74,15 @@ def picker_page(
         for key, value in params.items()
         if key not in {"character_id", "action"}
     )
-    buttons = "".join(
-        f'<li><button class="character" name="character_id" value="{c.character_id}">'
-        f'<img src="{escape(base_url)}/characters/{c.character_id}/portrait" alt="">'
-        f"<span>{escape(c.name)}</span></button></li>"
-        for c in characters
-    ) or "<li><p>No characters. Add some with <code>add_character()</code>.</p></li>"
+    buttons = (
+        "".join(
+            f'<li><button class="character" name="character_id" value="{c.character_id}">'
+            f'<img src="{escape(base_url)}/characters/{c.character_id}/portrait" alt="">'
+            f"<span>{escape(c.name)}</span></button></li>"
+            for c in characters
+        )
+        or "<li><p>No characters. Add some with <code>add_character()</code>.</p></li>"
+    )
     scopes = params.get("scope", "").split()
     scope_text = ", ".join(f"<code>{escape(s)}</code>" for s in scopes) or "none"
     body = (

@@ -34,15 +34,30 @@ if TYPE_CHECKING:
 ENDPOINTS = ("metadata", "authorize", "token", "jwks", "revoke")
 CODE_LIFETIME = 300
 # Faults that replace (or delay) any endpoint's answer.
-ANSWER_FAULTS = frozenset({
-    "server_error", "rate_limited", "timeout", "invalid_grant", "invalid_client",
-    "invalid_token", "malformed_json",
-})
+ANSWER_FAULTS = frozenset(
+    {
+        "server_error",
+        "rate_limited",
+        "timeout",
+        "invalid_grant",
+        "invalid_client",
+        "invalid_token",
+        "malformed_json",
+    }
+)
 # Faults that shape a successful token answer; only meaningful for the token endpoint.
-TOKEN_FAULTS = frozenset({
-    "missing_fields", "owner_hash_change", "wrong_audience", "expired_jwt", "bad_signature",
-    "bare_issuer", "odd_fields", "odd_claims",
-})
+TOKEN_FAULTS = frozenset(
+    {
+        "missing_fields",
+        "owner_hash_change",
+        "wrong_audience",
+        "expired_jwt",
+        "bad_signature",
+        "bare_issuer",
+        "odd_fields",
+        "odd_claims",
+    }
+)
 _PORTRAIT_PATH = re.compile(r"^/characters/(\d+)/portrait$")
 
 
@@ -220,16 +235,18 @@ class SSOProtocol:
             if endpoint == "token":
                 self.calls[f"token:{request.form.get('grant_type', '')}"] += 1
             self.in_flight[endpoint] += 1
-            self.max_in_flight[endpoint] = max(self.max_in_flight[endpoint],
-                                               self.in_flight[endpoint])
+            self.max_in_flight[endpoint] = max(
+                self.max_in_flight[endpoint], self.in_flight[endpoint]
+            )
         try:
             return self._handle(endpoint, handler, request)
         finally:
             with self._lock:
                 self.in_flight[endpoint] -= 1
 
-    def _handle(self, endpoint: str, handler: Callable[[Request], Reply],
-                request: Request) -> Reply:
+    def _handle(
+        self, endpoint: str, handler: Callable[[Request], Reply], request: Request
+    ) -> Reply:
         if self.sso.latency > 0:
             time.sleep(self.sso.latency)
         request.fault = self._take_fault(endpoint)
@@ -243,17 +260,20 @@ class SSOProtocol:
 
     def _metadata(self, request: Request) -> Reply:
         base = self.sso.base_url
-        return json_reply(200, {
-            "issuer": base,
-            "authorization_endpoint": f"{base}/v2/oauth/authorize",
-            "token_endpoint": f"{base}/v2/oauth/token",
-            "revocation_endpoint": f"{base}/v2/oauth/revoke",
-            "jwks_uri": f"{base}/oauth/jwks",
-            "response_types_supported": ["code"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
-        })
+        return json_reply(
+            200,
+            {
+                "issuer": base,
+                "authorization_endpoint": f"{base}/v2/oauth/authorize",
+                "token_endpoint": f"{base}/v2/oauth/token",
+                "revocation_endpoint": f"{base}/v2/oauth/revoke",
+                "jwks_uri": f"{base}/oauth/jwks",
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
+            },
+        )
 
     def _jwks(self, request: Request) -> Reply:
         return json_reply(200, self.sso.jwks, {"Cache-Control": "public, max-age=300"})
@@ -267,8 +287,10 @@ class SSOProtocol:
         if params.get("client_id") != sso.client_id:
             return f"Unknown client_id {params.get('client_id')!r}."
         if params.get("redirect_uri") != sso.callback_url:
-            return (f"redirect_uri {params.get('redirect_uri')!r} does not match the registered "
-                    f"callback URL {sso.callback_url!r}.")
+            return (
+                f"redirect_uri {params.get('redirect_uri')!r} does not match the registered "
+                f"callback URL {sso.callback_url!r}."
+            )
         if not params.get("code_challenge"):
             return "code_challenge is missing: PKCE is required."
         if params.get("code_challenge_method") != "S256":
@@ -293,8 +315,12 @@ class SSOProtocol:
         if problem := self._authorize_problem(params):
             return _html(400, pages.error_page(problem))
         if params.get("action") == "cancel":
-            return _redirect(params["redirect_uri"], error="access_denied",
-                             error_description="The user cancelled the login.", **_state(params))
+            return _redirect(
+                params["redirect_uri"],
+                error="access_denied",
+                error_description="The user cancelled the login.",
+                **_state(params),
+            )
         character_id = params.get("character_id", "")
         known = {c.character_id for c in self.sso.characters}
         if not (character_id.isdigit() and int(character_id) in known):

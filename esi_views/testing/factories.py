@@ -130,8 +130,11 @@ def make_token(
         character_name=character_name,
         character_owner_hash=owner_hash,
         access_token=make_access_token(
-            character_id, character_name=character_name, scopes=scopes,
-            owner_hash=owner_hash, expires_in=max(expires_in, 1),
+            character_id,
+            character_name=character_name,
+            scopes=scopes,
+            owner_hash=owner_hash,
+            expires_in=max(expires_in, 1),
         ),
         refresh_token=secrets.token_urlsafe(24) if refreshable else "",
         expires_at=timezone.now() + timedelta(seconds=expires_in),

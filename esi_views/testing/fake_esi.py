@@ -50,17 +50,35 @@ def _assets(values: dict[str, str], page: int) -> Any:
 def default_routes() -> list[FakeRoute]:
     c = "/characters/{character_id}"
     return [
-        FakeRoute("GET", f"{c}/skills", "char-skill", "esi-skills.read_skills.v1", True, _skills,
-                  expires=0),
-        FakeRoute("GET", f"{c}/wallet", "char-wallet", "esi-wallet.read_character_wallet.v1",
-                  True, 1234.5),
-        FakeRoute("GET", f"{c}/assets", "char-asset", "esi-assets.read_assets.v1", True, _assets,
-                  pages=3),
+        FakeRoute(
+            "GET",
+            f"{c}/skills",
+            "char-skill",
+            "esi-skills.read_skills.v1",
+            True,
+            _skills,
+            expires=0,
+        ),
+        FakeRoute(
+            "GET", f"{c}/wallet", "char-wallet", "esi-wallet.read_character_wallet.v1", True, 1234.5
+        ),
+        FakeRoute(
+            "GET", f"{c}/assets", "char-asset", "esi-assets.read_assets.v1", True, _assets, pages=3
+        ),
         FakeRoute("GET", "/status", "status", data={"players": 23000}, expires=30),
-        FakeRoute("GET", "/markets/prices", "market", data=[{"type_id": 34, "average_price": 5}],
-                  expires=300),
-        FakeRoute("GET", "/characters/{character_id}", "char-detail",
-                  data=lambda v, p: {"name": f"Pilot {v['character_id']}"}),
+        FakeRoute(
+            "GET",
+            "/markets/prices",
+            "market",
+            data=[{"type_id": 34, "average_price": 5}],
+            expires=300,
+        ),
+        FakeRoute(
+            "GET",
+            "/characters/{character_id}",
+            "char-detail",
+            data=lambda v, p: {"name": f"Pilot {v['character_id']}"},
+        ),
         FakeRoute("POST", "/universe/names", None),
     ]
 
@@ -68,10 +86,19 @@ def default_routes() -> list[FakeRoute]:
 class FakeESI:
     """An ESI look-alike on a background thread. See the module docstring."""
 
-    def __init__(self, sso: FakeEveSSO | None = None, host: str = "127.0.0.1", port: int = 0,
-                 *, window: float = 15.0, limit: int = 150, latency: float = 0.0,
-                 error_limit: int = 100, error_window: float = 60.0,
-                 routes: list[FakeRoute] | None = None) -> None:
+    def __init__(
+        self,
+        sso: FakeEveSSO | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        window: float = 15.0,
+        limit: int = 150,
+        latency: float = 0.0,
+        error_limit: int = 100,
+        error_window: float = 60.0,
+        routes: list[FakeRoute] | None = None,
+    ) -> None:
         self.sso = sso
         self.host, self.port = host, port
         self.latency = latency
@@ -95,9 +122,12 @@ class FakeESI:
     def start(self) -> FakeESI:
         if self._server is None:
             self._server = _EsiServer((self.host, self.port), self)
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05}, daemon=True,
-                                            name=f"FakeESI-{self._server.server_address[1]}")
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+                name=f"FakeESI-{self._server.server_address[1]}",
+            )
             self._thread.start()
         return self
 
@@ -174,8 +204,9 @@ class FakeESI:
             cached = self._keyset = (document, keys)
         return cached[1]
 
-    def authorize(self, request: Request, route: FakeRoute,
-                  values: dict[str, str]) -> tuple[str, tuple[int, str] | None]:
+    def authorize(
+        self, request: Request, route: FakeRoute, values: dict[str, str]
+    ) -> tuple[str, tuple[int, str] | None]:
         """The bucket's user for this request, and (status, error) when it is refused."""
         ip = request.headers.get("X-Forwarded-For") or "127.0.0.1"
         header = request.headers.get("Authorization") or ""
@@ -219,8 +250,10 @@ class _EsiServer(_Server):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m esi_views.testing.fake_esi",
-                                     description="Run a fake ESI with CCP's rate limits.")
+    parser = argparse.ArgumentParser(
+        prog="python -m esi_views.testing.fake_esi",
+        description="Run a fake ESI with CCP's rate limits.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766, help="0 picks a free port")
     parser.add_argument("--window", type=float, default=15.0, help="seconds per window")
@@ -228,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args(argv)
-    esi = FakeESI(None, args.host, args.port, window=args.window, limit=args.limit,
-                  latency=args.latency)
+    esi = FakeESI(
+        None, args.host, args.port, window=args.window, limit=args.limit, latency=args.latency
+    )
     esi.log_requests = not args.quiet
 
     def _interrupt(signum: int, frame: object) -> None:
@@ -238,8 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     with esi:
         try:  # a SIGTERM may come as soon as the first line is out
-            print(f"Fake ESI running at {esi.base_url} (tokens of the fake SSO's shared keys)",
-                  flush=True)
+            print(
+                f"Fake ESI running at {esi.base_url} (tokens of the fake SSO's shared keys)",
+                flush=True,
+            )
             print(f"Django settings:\n    ESI_API_URL = {esi.base_url!r}", flush=True)
             threading.Event().wait()
         except KeyboardInterrupt:

@@ -390,16 +390,26 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument(
-        "--site", default="http://127.0.0.1:8000",
-        help="your site's address; the callback URL is derived from it (<site>/esi/callback/)")
+        "--site",
+        default="http://127.0.0.1:8000",
+        help="your site's address; the callback URL is derived from it (<site>/esi/callback/)",
+    )
     parser.add_argument(
-        "--callback-url", default=None,
+        "--callback-url",
+        default=None,
         help="the exact ESI_SSO_CALLBACK_URL, if your site does not include esi_views.urls "
-             "under esi/ (overrides --site)")
+        "under esi/ (overrides --site)",
+    )
     parser.add_argument("--client-id", default="fake-client-id")
     parser.add_argument("--client-secret", default="fake-client-secret")
-    parser.add_argument("--character", action="append", type=_character_arg, default=[],
-                        metavar="ID:NAME", help="repeatable; three demo characters if omitted")
+    parser.add_argument(
+        "--character",
+        action="append",
+        type=_character_arg,
+        default=[],
+        metavar="ID:NAME",
+        help="repeatable; three demo characters if omitted",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     return parser.parse_args(argv)
@@ -408,9 +418,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     callback_url = args.callback_url or callback_url_for(args.site)
-    sso = FakeEveSSO(args.host, args.port, client_id=args.client_id,
-                     client_secret=args.client_secret, callback_url=callback_url,
-                     latency=args.latency)
+    sso = FakeEveSSO(
+        args.host,
+        args.port,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        callback_url=callback_url,
+        latency=args.latency,
+    )
     sso.log_requests = not args.quiet
     for character_id, name in args.character or DEMO_CHARACTERS:
         sso.add_character(character_id, name)
@@ -424,8 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         print("Django settings for your site:", flush=True)
         for name, value in sso.settings().items():
             print(f"    {name} = {value!r}", flush=True)
-        print(f"It sends browsers back to {callback_url} (your site must serve "
-              "esi_views:callback there).", flush=True)
+        print(
+            f"It sends browsers back to {callback_url} (your site must serve "
+            "esi_views:callback there).",
+            flush=True,
+        )
         print("Press Ctrl-C to stop.", flush=True)
         try:
             threading.Event().wait()

@@ -77,12 +77,15 @@ class CharactersView(APIView):
         if any(isinstance(t, EveAccessToken) for t in tokens):
             entries = [_character(request, t) for t in tokens]
         else:
-            entries = [{
-                "character_id": row.character_id,
-                "character_name": row.name,
-                "portrait": portrait_url(row.character_id, 128),
-                "scopes": row.sorted_scopes,
-                "expires_at": row.expires_at,
-                "authenticated_via": "session",
-            } for row in merge_tokens(tokens)]
+            entries = [
+                {
+                    "character_id": row.character_id,
+                    "character_name": row.name,
+                    "portrait": portrait_url(row.character_id, 128),
+                    "scopes": row.sorted_scopes,
+                    "expires_at": row.expires_at,
+                    "authenticated_via": "session",
+                }
+                for row in merge_tokens(tokens)
+            ]
         return Response(CharacterSerializer(entries, many=True).data)

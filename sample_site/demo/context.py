@@ -11,8 +11,7 @@ def demo(request):
     character = None
     main = main_character(getattr(request, "user", None))
     if main is not None:
-        character = {"name": main.character_name,
-                     "portrait": portrait_url(main.character_id, 64)}
+        character = {"name": main.character_name, "portrait": portrait_url(main.character_id, 64)}
     return {
         "demo_fake_sso_url": settings.FAKE_SSO_URL,
         "demo_real_sso": settings.USE_REAL_SSO,

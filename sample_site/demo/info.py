@@ -11,8 +11,21 @@ from esi_views.links import portrait_url
 from esi_views.models import Token
 
 # Claims worth showing, in this order; the signature and the token are never shown.
-_CLAIMS = ("sub", "name", "owner", "scp", "aud", "iss", "iat", "exp", "jti", "kid", "azp",
-           "tenant", "region")
+_CLAIMS = (
+    "sub",
+    "name",
+    "owner",
+    "scp",
+    "aud",
+    "iss",
+    "iat",
+    "exp",
+    "jti",
+    "kid",
+    "azp",
+    "tenant",
+    "region",
+)
 
 
 def _claim_value(name: str, value: Any) -> str:

@@ -24,6 +24,5 @@ def fetch_character_sheet(self, batch: str, index: int, label: str) -> float:
     started = time.time()
     cache.set(record_key(batch, index), {"started": started, "finished": None}, RECORD_TTL)
     time.sleep(0.15)  # the "ESI request"
-    cache.set(record_key(batch, index), {"started": started, "finished": time.time()},
-              RECORD_TTL)
+    cache.set(record_key(batch, index), {"started": started, "finished": time.time()}, RECORD_TTL)
     return started

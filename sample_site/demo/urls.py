@@ -21,6 +21,5 @@ urlpatterns = [
     path("api/wallet/", api.WalletView.as_view(), name="api-wallet"),
     path("api/characters/", api.CharactersView.as_view(), name="api-characters"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="demo:api-schema"),
-         name="api-docs"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="demo:api-schema"), name="api-docs"),
 ]

@@ -53,14 +53,18 @@ class CharacterView(TokenRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(
-            token=describe(self.token, claims=True), variant="mixin", **kwargs)
+            token=describe(self.token, claims=True), variant="mixin", **kwargs
+        )
 
 
 @token_required(scopes=CHARACTER_SCOPES)
 def character_decorated(request, token):
     """The same page with the ``token_required`` decorator."""
-    return render(request, "demo/character.html",
-                  {"token": describe(token, claims=True), "variant": "decorator"})
+    return render(
+        request,
+        "demo/character.html",
+        {"token": describe(token, claims=True), "variant": "decorator"},
+    )
 
 
 # -- all tokens, adding characters -----------------------------------------------------------
@@ -78,14 +82,20 @@ class CharactersView(TokensRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         rows = sorted(merge_tokens(self.tokens), key=lambda row: row.name.lower())
-        return super().get_context_data(characters=[{
-            "character_id": row.character_id,
-            "name": row.name,
-            "portrait": portrait_url(row.character_id, 128),
-            "scopes": row.sorted_scopes,
-            "expires_at": row.expires_at,
-            "tokens": len(row.tokens),
-        } for row in rows], **kwargs)
+        return super().get_context_data(
+            characters=[
+                {
+                    "character_id": row.character_id,
+                    "name": row.name,
+                    "portrait": portrait_url(row.character_id, 128),
+                    "scopes": row.sorted_scopes,
+                    "expires_at": row.expires_at,
+                    "tokens": len(row.tokens),
+                }
+                for row in rows
+            ],
+            **kwargs,
+        )
 
 
 # -- single use --------------------------------------------------------------------------------
@@ -127,8 +137,10 @@ def api_bearer(request):
         own_url = f"http://127.0.0.1:{request.META['SERVER_PORT']}{reverse('demo:api-me')}"
         answer = requests.get(
             own_url,
-            headers={"Authorization": f"Bearer {token.valid_access_token()}",
-                     "Accept": "application/json"},
+            headers={
+                "Authorization": f"Bearer {token.valid_access_token()}",
+                "Accept": "application/json",
+            },
             timeout=15,
         )
         try:
@@ -173,12 +185,16 @@ def _batch_key(batch: str) -> str:
 
 def tasks_page(request):
     rate = parse_rate(settings.DEMO_TASK_RATE)
-    return render(request, "demo/tasks.html", {
-        "rate": settings.DEMO_TASK_RATE,
-        "spacing": rate.interval_seconds,
-        "eager": settings.CELERY_TASK_ALWAYS_EAGER,
-        "batch": request.GET.get("batch", ""),
-    })
+    return render(
+        request,
+        "demo/tasks.html",
+        {
+            "rate": settings.DEMO_TASK_RATE,
+            "spacing": rate.interval_seconds,
+            "eager": settings.CELERY_TASK_ALWAYS_EAGER,
+            "batch": request.GET.get("batch", ""),
+        },
+    )
 
 
 @require_POST
@@ -188,15 +204,19 @@ def tasks_start(request):
     except ValueError:
         count = 8
     batch = uuid.uuid4().hex
-    cache.set(_batch_key(batch), {"count": count, "queued": time.time(),
-                                  "rate": settings.DEMO_TASK_RATE}, tasks.RECORD_TTL)
+    cache.set(
+        _batch_key(batch),
+        {"count": count, "queued": time.time(), "rate": settings.DEMO_TASK_RATE},
+        tasks.RECORD_TTL,
+    )
     calls = [(batch, i, f"ESI call {i + 1}") for i in range(count)]
     if settings.CELERY_TASK_ALWAYS_EAGER:
         # No worker: run the tasks in this process, one thread each, all at once. The
         # limiter makes each wait for its slot, exactly as workers would.
         for args in calls:
-            threading.Thread(target=tasks.fetch_character_sheet.delay, args=args,
-                             daemon=True).start()
+            threading.Thread(
+                target=tasks.fetch_character_sheet.delay, args=args, daemon=True
+            ).start()
     else:
         for args in calls:
             tasks.fetch_character_sheet.delay(*args)
@@ -213,19 +233,23 @@ def tasks_status(request, batch):
     for i in range(meta["count"]):
         record = records.get(tasks.record_key(batch, i)) or {}
         started, finished = record.get("started"), record.get("finished")
-        rows.append({
-            "index": i + 1,
-            "started": round(started - queued, 3) if started else None,
-            "finished": round(finished - queued, 3) if finished else None,
-        })
+        rows.append(
+            {
+                "index": i + 1,
+                "started": round(started - queued, 3) if started else None,
+                "finished": round(finished - queued, 3) if finished else None,
+            }
+        )
     starts = sorted(r["started"] for r in rows if r["started"] is not None)
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(starts)]
-    return JsonResponse({
-        "rate": meta["rate"],
-        "spacing": parse_rate(meta["rate"]).interval_seconds,
-        "count": meta["count"],
-        "started": len(starts),
-        "finished": sum(r["finished"] is not None for r in rows),
-        "smallest_gap": min(gaps) if gaps else None,
-        "tasks": rows,
-    })
+    return JsonResponse(
+        {
+            "rate": meta["rate"],
+            "spacing": parse_rate(meta["rate"]).interval_seconds,
+            "count": meta["count"],
+            "started": len(starts),
+            "finished": sum(r["finished"] is not None for r in rows),
+            "smallest_gap": min(gaps) if gaps else None,
+            "tasks": rows,
+        }
+    )

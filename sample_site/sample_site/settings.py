@@ -87,8 +87,7 @@ DATABASES = {
 REDIS_URL = os.environ.get("DEMO_REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                    "LOCATION": REDIS_URL}
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
 else:
     # Django's Redis cache backend talking to an in-process fakeredis server: the rate
@@ -111,8 +110,11 @@ LOGOUT_REDIRECT_URL = "demo:home"
 # What logging in and "add a character" ask for: what the demo's pages need.
 ESI_LOGIN_SCOPES = ["publicData", "esi-skills.read_skills.v1"]
 # What the characters page offers under "grant more scopes".
-ESI_GRANTABLE_SCOPES = ["publicData", "esi-skills.read_skills.v1",
-                        "esi-wallet.read_character_wallet.v1"]
+ESI_GRANTABLE_SCOPES = [
+    "publicData",
+    "esi-skills.read_skills.v1",
+    "esi-wallet.read_character_wallet.v1",
+]
 
 STATIC_URL = "static/"
 
@@ -150,11 +152,11 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "django-esi-views demo API",
     "DESCRIPTION": "Endpoints protected by esi_drf: your browser session or an EVE SSO "
-                   "access token as a bearer token both work.\n\n"
-                   "**Try it out (demo only):** get your access token on "
-                   "[/api-demo/token/](/api-demo/token/), press **Authorize** and paste it "
-                   "under `eveBearer`. (`eveSSO` documents how real clients get a token; "
-                   "the demo's SSO application has no Swagger UI callback registered.)",
+    "access token as a bearer token both work.\n\n"
+    "**Try it out (demo only):** get your access token on "
+    "[/api-demo/token/](/api-demo/token/), press **Authorize** and paste it "
+    "under `eveBearer`. (`eveSSO` documents how real clients get a token; "
+    "the demo's SSO application has no Swagger UI callback registered.)",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # 401 and 403 (esi_token_required, with login_url) on every protected operation.

@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_SITE = ROOT / "sample_site"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 CHARACTERS = {90000001: "Amarr Pilot", 90000002: "Caldari Pilot", 90000003: "Gallente Pilot"}
 TASK_RATE = "5/s"
@@ -62,7 +67,8 @@ def playwright_browser() -> Iterator[object]:
         _unavailable("the playwright package is not installed (pip install -e '.[dev]')")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -80,19 +86,40 @@ def demo_site(playwright_browser, tmp_path_factory) -> Iterator[DemoSite]:
         sso.add_character(character_id, name)
     sso.select_character(None)  # the picker page: the browser chooses
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ESI_SSO_", "DEMO_", "DJANGO_"))}
-    env.update(DJANGO_SETTINGS_MODULE="sample_site.settings", DEMO_DATABASE=str(tmp / "db.sqlite3"),
-               DEMO_SITE_URL=url, DEMO_FAKE_SSO_URL=sso.base_url, DEMO_TASK_RATE=TASK_RATE,
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("ESI_SSO_", "DEMO_", "DJANGO_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="sample_site.settings",
+        DEMO_DATABASE=str(tmp / "db.sqlite3"),
+        DEMO_SITE_URL=url,
+        DEMO_FAKE_SSO_URL=sso.base_url,
+        DEMO_TASK_RATE=TASK_RATE,
+        PYTHONUNBUFFERED="1",
+    )
     manage = [sys.executable, str(SAMPLE_SITE / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, check=True, timeout=120)
-    subprocess.run([*manage, "createsuperuser", "--noinput", "--username", "admin",
-                    "--email", "admin@example.com"],
-                   env={**env, "DJANGO_SUPERUSER_PASSWORD": "admin"}, check=True, timeout=120)
+    subprocess.run(
+        [
+            *manage,
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "admin",
+            "--email",
+            "admin@example.com",
+        ],
+        env={**env, "DJANGO_SUPERUSER_PASSWORD": "admin"},
+        check=True,
+        timeout=120,
+    )
     log = (tmp / "runserver.log").open("w")
-    server = subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -102,8 +129,9 @@ def demo_site(playwright_browser, tmp_path_factory) -> Iterator[DemoSite]:
             except requests.ConnectionError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("sample site did not start:\n"
-                                   + (tmp / "runserver.log").read_text()[-3000:])
+                raise RuntimeError(
+                    "sample site did not start:\n" + (tmp / "runserver.log").read_text()[-3000:]
+                )
             time.sleep(0.2)
         yield DemoSite(url, sso)
     finally:

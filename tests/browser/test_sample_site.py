@@ -88,8 +88,11 @@ def test_characters_page_grant_main_remove_and_alt_login(page, demo_site, shot):
     """The shipped characters page: grant a scope, set the main, remove; an alt logs in."""
     site, sso = demo_site, demo_site.sso
     # Characters of their own: the site (and its accounts) is shared by this module's tests.
-    for character_id, name in ((90000011, "Khanid Pilot"), (90000012, "Sansha Pilot"),
-                               (90000013, "Jove Pilot")):
+    for character_id, name in (
+        (90000011, "Khanid Pilot"),
+        (90000012, "Sansha Pilot"),
+        (90000013, "Jove Pilot"),
+    ):
         sso.add_character(character_id, name)
     log_in(page, site, shot, "Khanid Pilot")
     page.goto(site("/esi/characters/"))
@@ -99,7 +102,10 @@ def test_characters_page_grant_main_remove_and_alt_login(page, demo_site, shot):
         page.wait_for_url(site("/esi/characters/"))
     rows = page.locator("li.character")
     assert rows.locator(".name").all_inner_texts() == [
-        "Khanid Pilot", "Jove Pilot", "Sansha Pilot"]  # the main, then by name
+        "Khanid Pilot",
+        "Jove Pilot",
+        "Sansha Pilot",
+    ]  # the main, then by name
     assert rows.first.locator(".badge.main").is_visible()
 
     # Grant Khanid the wallet scope: a second token, still one row.
@@ -122,7 +128,10 @@ def test_characters_page_grant_main_remove_and_alt_login(page, demo_site, shot):
     assert sorted(c["character_name"] for c in api) == names
     khanid = next(c for c in api if c["character_name"] == "Khanid Pilot")
     assert khanid["scopes"] == [
-        "esi-skills.read_skills.v1", "esi-wallet.read_character_wallet.v1", "publicData"]
+        "esi-skills.read_skills.v1",
+        "esi-wallet.read_character_wallet.v1",
+        "publicData",
+    ]
 
     # Caldari becomes the main character: the header shows it.
     page.goto(site("/esi/characters/"))
@@ -135,8 +144,7 @@ def test_characters_page_grant_main_remove_and_alt_login(page, demo_site, shot):
     revoked = sso.calls["revoke"]
     page.get_by_role("button", name="Remove Jove Pilot").click()
     page.wait_for_url(site("/esi/characters/"))
-    assert page.locator("li.character .name").all_inner_texts() == [
-        "Sansha Pilot", "Khanid Pilot"]
+    assert page.locator("li.character .name").all_inner_texts() == ["Sansha Pilot", "Khanid Pilot"]
     assert sso.calls["revoke"] == revoked + 1
     shot(page, "characters-after-remove")
 
@@ -149,8 +157,7 @@ def test_characters_page_grant_main_remove_and_alt_login(page, demo_site, shot):
     page.wait_for_url(site("/"))
     assert page.get_by_test_id("current-user").inner_text() == "Sansha Pilot"
     page.goto(site("/esi/characters/"))
-    assert page.locator("li.character .name").all_inner_texts() == [
-        "Sansha Pilot", "Khanid Pilot"]
+    assert page.locator("li.character .name").all_inner_texts() == ["Sansha Pilot", "Khanid Pilot"]
 
 
 def test_single_use_token_for_an_anonymous_visitor(page, demo_site, shot):
@@ -169,8 +176,14 @@ def test_single_use_token_for_an_anonymous_visitor(page, demo_site, shot):
     other = page.context.browser.new_context()
     try:
         stranger = other.new_page()
-        stranger.route("**/*", lambda route: route.continue_()
-                       if route.request.url.startswith("http://127.0.0.1") else route.abort())
+        stranger.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith("http://127.0.0.1")
+                else route.abort()
+            ),
+        )
         stranger.goto(url)
         stranger.wait_for_selector("text=Fake EVE Online SSO")  # sent to the SSO instead
     finally:
@@ -215,19 +228,21 @@ def test_api_answers_403_then_200_for_session_and_bearer(page, demo_site, shot):
 
     # Bearer straight from a client, no session: a token minted by the SSO works...
     jwt = demo_site.sso.mint_access_token(
-        90000001, ["publicData", "esi-wallet.read_character_wallet.v1"])
+        90000001, ["publicData", "esi-wallet.read_character_wallet.v1"]
+    )
     fresh = page.context.browser.new_context()
     try:
         client = fresh.request
-        ok = client.get(site("/api/wallet/"),
-                        headers={**accept, "Authorization": f"Bearer {jwt}"})
+        ok = client.get(site("/api/wallet/"), headers={**accept, "Authorization": f"Bearer {jwt}"})
         assert ok.status == 200
         assert ok.json()["authenticated_via"] == "bearer"
         # ... a forged one does not.
-        forged = demo_site.sso.mint_access_token(90000001, ["publicData"],
-                                                 sign_with_foreign_key=True)
-        refused = client.get(site("/api/me/"),
-                             headers={**accept, "Authorization": f"Bearer {forged}"})
+        forged = demo_site.sso.mint_access_token(
+            90000001, ["publicData"], sign_with_foreign_key=True
+        )
+        refused = client.get(
+            site("/api/me/"), headers={**accept, "Authorization": f"Bearer {forged}"}
+        )
         assert refused.status == 401
         assert "invalid_token" in refused.headers["www-authenticate"]
     finally:
@@ -310,8 +325,14 @@ def test_swagger_ui_authorize_with_the_demo_token_and_try_it_out(page, demo_site
     context = page.context.browser.new_context(viewport={"width": 1280, "height": 860})
     context.set_default_timeout(20_000)
     try:
-        context.route("**/*", lambda route: route.continue_()
-                      if route.request.url.startswith("http://127.0.0.1") else route.abort())
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_()
+                if route.request.url.startswith("http://127.0.0.1")
+                else route.abort()
+            ),
+        )
         docs = context.new_page()
         docs.goto(site("/api/docs/"))
         docs.wait_for_selector(".swagger-ui .opblock")
@@ -325,7 +346,8 @@ def test_swagger_ui_authorize_with_the_demo_token_and_try_it_out(page, demo_site
         dialog.locator("button.close-modal").click()
 
         me = docs.locator(".opblock").filter(
-            has=docs.locator(".opblock-summary-path", has_text=re.compile(r"^/api/me/$")))
+            has=docs.locator(".opblock-summary-path", has_text=re.compile(r"^/api/me/$"))
+        )
         me.locator(".opblock-summary").click()
         me.get_by_role("button", name="Try it out").click()
         with docs.expect_response(site("/api/me/")) as called:
@@ -333,8 +355,9 @@ def test_swagger_ui_authorize_with_the_demo_token_and_try_it_out(page, demo_site
         assert called.value.request.headers["authorization"] == f"Bearer {token}"
         live = me.locator(".live-responses-table")
         live.locator(".response-col_status", has_text="200").wait_for()
-        body = json.loads(live.locator(".response-col_description pre.microlight").first
-                          .inner_text())
+        body = json.loads(
+            live.locator(".response-col_description pre.microlight").first.inner_text()
+        )
         assert body["character_name"] == "Minmatar Pilot"
         assert body["character_id"] == 90000021
         assert body["authenticated_via"] == "bearer"

@@ -13,9 +13,10 @@ from django.core.management import call_command
 from django.db import connection
 
 pytestmark = [
-    pytest.mark.skipif(not apps.is_installed("esi"),
-                       reason="needs django-esi 10 installed as the 'esi' app "
-                              "(make test-django-esi)"),
+    pytest.mark.skipif(
+        not apps.is_installed("esi"),
+        reason="needs django-esi 10 installed as the 'esi' app (make test-django-esi)",
+    ),
     pytest.mark.django_db,
 ]
 
@@ -44,8 +45,7 @@ def test_our_views_run_with_a_token_of_ours(client):
     from esi_views.testing.factories import make_token
 
     user = get_user_model().objects.create_user("both")
-    token = make_token(user, scopes="esi-skills.read_skills.v1 "
-                                    "esi-wallet.read_character_wallet.v1")
+    token = make_token(user, scopes="esi-skills.read_skills.v1 esi-wallet.read_character_wallet.v1")
     client.force_login(user)
     answer = client.get("/v/decorator/tokens/1/")
     assert answer.status_code == 200 and answer.json()["tokens"] == [token.character_id]
@@ -83,9 +83,13 @@ def test_import_django_esis_tokens_from_its_real_tables():
 
     user = get_user_model().objects.create_user("migrating")
     theirs = EsiToken.objects.create(
-        user=user, character_id=91000001, character_name="Old Timer",
-        character_owner_hash="hash-91000001", access_token="a" * 40,
-        refresh_token="r" * 24, token_type="character",
+        user=user,
+        character_id=91000001,
+        character_name="Old Timer",
+        character_owner_hash="hash-91000001",
+        access_token="a" * 40,
+        refresh_token="r" * 24,
+        token_type="character",
     )
     theirs.scopes.add(EsiScope.objects.create(name=SKILLS))
     call_command("esi_import_django_esi", stdout=io.StringIO())
@@ -107,11 +111,15 @@ def test_our_errors_module_mirrors_django_esis_names():
 
     from esi_views import errors as ours
 
-    names = {n for n, v in vars(theirs).items() if isinstance(v, type)
-             and issubclass(v, Exception) and v.__module__ == theirs.__name__}
+    names = {
+        n
+        for n, v in vars(theirs).items()
+        if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == theirs.__name__
+    }
     assert names == set(ours.__all__)
     for name in names:  # the same shape of hierarchy
-        their_bases = {b.__name__ for b in getattr(theirs, name).__mro__ if b.__module__ ==
-                       theirs.__name__}
+        their_bases = {
+            b.__name__ for b in getattr(theirs, name).__mro__ if b.__module__ == theirs.__name__
+        }
         our_bases = {b.__name__ for b in getattr(ours, name).__mro__} | {"DjangoEsiException"}
         assert their_bases <= our_bases, name

@@ -37,8 +37,7 @@ def handed(request) -> dict:
     tokens = getattr(request, "esi_tokens", None)
     bearer = isinstance(request.auth, EveAccessToken)
     return {
-        "via": "bearer" if bearer else "session" if request.user.is_authenticated
-        else "anonymous",
+        "via": "bearer" if bearer else "session" if request.user.is_authenticated else "anonymous",
         "user": request.user.pk,
         "character": token.character_id if token is not None else None,
         "token": token.pk if isinstance(token, Token) else None,

@@ -102,9 +102,15 @@ def test_expired_token(alice_main, bearer):
     assert_invalid_token(response, "expired")
 
 
-@pytest.mark.parametrize("audience", [
-    ["another-client", "EVE Online"], "EVE Online", ["fake-client-id"], [],
-])
+@pytest.mark.parametrize(
+    "audience",
+    [
+        ["another-client", "EVE Online"],
+        "EVE Online",
+        ["fake-client-id"],
+        [],
+    ],
+)
 def test_foreign_audience(alice_main, bearer, audience):
     response = Client().get("/api/skills/", **bearer(ALICE_MAIN, [SKILLS], audience=audience))
     assert_invalid_token(response, "not issued for this application")
@@ -148,13 +154,22 @@ def test_inactive_user(alice, alice_main, bearer):
     assert_invalid_token(Client().get("/api/skills/", **bearer(ALICE_MAIN, [SKILLS])), "inactive")
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer", "Bearer ", "Bearer a b", "bearer not-a-jwt", "Bearer a.b.c", "Bearer ....",
-    "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "Bearer \xe9\xe9",
-    # an alg that is not a string; a header nested 5000 deep
-    "Bearer eyJhbGciOlsiUlMyNTYiXSwia2lkIjoieCJ9.eyJzdWIiOiJ4In0.c2ln",
-    "Bearer " + "W1tb" * 1700 + ".eyJzdWIiOiJ4In0.c2ln",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer",
+        "Bearer ",
+        "Bearer a b",
+        "bearer not-a-jwt",
+        "Bearer a.b.c",
+        "Bearer ....",
+        "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
+        "Bearer \xe9\xe9",
+        # an alg that is not a string; a header nested 5000 deep
+        "Bearer eyJhbGciOlsiUlMyNTYiXSwia2lkIjoieCJ9.eyJzdWIiOiJ4In0.c2ln",
+        "Bearer " + "W1tb" * 1700 + ".eyJzdWIiOiJ4In0.c2ln",
+    ],
+)
 def test_malformed_bearer_header(alice_main, header):
     response = Client().get("/api/skills/", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
@@ -200,8 +215,9 @@ def test_jwks_unreachable_is_503_with_retry_after(alice_main, bearer, fake_sso):
 # -- cost ---------------------------------------------------------------------------------------
 
 
-def test_one_query_and_no_sso_call_per_warm_request(alice_main, bearer, fake_sso,
-                                                    django_assert_num_queries):
+def test_one_query_and_no_sso_call_per_warm_request(
+    alice_main, bearer, fake_sso, django_assert_num_queries
+):
     headers = bearer(ALICE_MAIN, [SKILLS])
     assert Client().get("/api/skills/", **headers).status_code == 200  # JWKS warm
     jwks_calls = fake_sso.calls["jwks"]

@@ -97,7 +97,11 @@ ISOLATED = textwrap.dedent('''
 
 def test_esi_views_works_without_rest_framework():
     result = subprocess.run(
-        [sys.executable, "-c", ISOLATED], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", ISOLATED],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

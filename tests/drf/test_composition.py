@@ -75,7 +75,8 @@ def test_drf_only_composition_on_the_left_is_drfs(alice):
     assert _status(~IsAuthenticated | HasESIToken.with_scopes(SKILLS), alice) == (403, GENERIC)
     assert _status(HasESIToken.with_scopes(SKILLS) | ~IsAuthenticated, alice)[0] == 403
     assert _status(HasESIToken.with_scopes(SKILLS) | ~IsAuthenticated, alice)[1]["code"] == (
-        "esi_token_required")
+        "esi_token_required"
+    )
 
 
 def _status(permission, user):
@@ -88,8 +89,9 @@ def _status(permission, user):
     request = APIRequestFactory().get("/")
     force_authenticate(request, user=user)
     response = View.as_view()(request)
-    return response.status_code, response.data.get("detail") if "code" not in response.data \
-        else response.data
+    return response.status_code, response.data.get(
+        "detail"
+    ) if "code" not in response.data else response.data
 
 
 class _PlainYes(BasePermission):
@@ -119,18 +121,29 @@ class _Explains(HasESIToken):
         return False
 
 
-@pytest.mark.parametrize("expression", [
-    lambda y, n: y & y, lambda y, n: y & n, lambda y, n: n & y, lambda y, n: n | y,
-    lambda y, n: n | n, lambda y, n: ~n, lambda y, n: ~y, lambda y, n: ~(y & n),
-    lambda y, n: (n | y) & ~n, lambda y, n: ~(n | (y & n)),
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        lambda y, n: y & y,
+        lambda y, n: y & n,
+        lambda y, n: n & y,
+        lambda y, n: n | y,
+        lambda y, n: n | n,
+        lambda y, n: ~n,
+        lambda y, n: ~y,
+        lambda y, n: ~(y & n),
+        lambda y, n: (n | y) & ~n,
+        lambda y, n: ~(n | (y & n)),
+    ],
+)
 def test_truth_table_matches_drf(expression):
     ours, drfs = expression(_Yes, _No), expression(_PlainYes, _PlainNo)
     assert issubclass(ours, (AllOf, AnyOf, NoneOf))
     for obj in ("mine", "theirs"):
         assert ours().has_permission(None, None) is drfs().has_permission(None, None)
         assert ours().has_object_permission(None, None, obj) is drfs().has_object_permission(
-            None, None, obj)
+            None, None, obj
+        )
 
 
 def test_composition_chains_with_esi_on_either_side():

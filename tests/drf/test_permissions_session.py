@@ -119,10 +119,22 @@ def test_header_naming_own_character_without_the_scopes(alice, alice_client, esi
     assert_token_required(response, WALLET)
 
 
-@pytest.mark.parametrize("value", [
-    "", "abc", "-1", "0", "1.5", "90003001 90003002", "١٢٣", "9" * 30, "9" * 5000,
-    "' OR 1=1 --", "0x10",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "abc",
+        "-1",
+        "0",
+        "1.5",
+        "90003001 90003002",
+        "١٢٣",
+        "9" * 30,
+        "9" * 5000,
+        "' OR 1=1 --",
+        "0x10",
+    ],
+)
 def test_garbage_header_is_refused(alice, alice_client, esi_token, value):
     esi_token(alice, character_id=ALICE_MAIN, scopes=SKILLS)
     response = alice_client.get("/api/skills/", HTTP_X_ESI_CHARACTER_ID=value)
@@ -138,9 +150,15 @@ def test_login_url_returns_to_a_same_site_referer(alice_client, fake_sso):
     assert_token_required(response, WALLET, next_url="http://testserver/app/wallet?x=1")
 
 
-@pytest.mark.parametrize("referer", [
-    "https://evil.example/phish", "//evil.example/", "javascript:alert(1)", "http://testserver.evil/",
-])
+@pytest.mark.parametrize(
+    "referer",
+    [
+        "https://evil.example/phish",
+        "//evil.example/",
+        "javascript:alert(1)",
+        "http://testserver.evil/",
+    ],
+)
 def test_login_url_ignores_a_foreign_referer(alice_client, fake_sso, referer):
     assert_token_required(alice_client.get("/api/wallet/", HTTP_REFERER=referer), WALLET)
 
@@ -237,8 +255,7 @@ def test_with_scopes_makes_a_new_class():
 # -- the SSO down while the user's token needs renewing -------------------------------------------
 
 
-def test_sso_down_while_renewing_is_503_not_get_a_token(alice, alice_client, esi_token,
-                                                          fake_sso):
+def test_sso_down_while_renewing_is_503_not_get_a_token(alice, alice_client, esi_token, fake_sso):
     from datetime import timedelta
 
     from django.utils import timezone

@@ -59,8 +59,11 @@ def test_security_scheme_is_eve_oauth2(schema):
 def test_bearer_scheme_takes_a_pasted_access_token(schema):
     # What Swagger UI's "Authorize" offers without any OAuth2 client set-up.
     assert schema["components"]["securitySchemes"]["eveBearer"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": schema["components"]["securitySchemes"]["eveBearer"]["description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": schema["components"]["securitySchemes"]["eveBearer"]["description"],
+    }
 
 
 def _requirement(schema, url: str) -> list[str]:
@@ -68,17 +71,20 @@ def _requirement(schema, url: str) -> list[str]:
     return next(entry["eveSSO"] for entry in security if "eveSSO" in entry)
 
 
-@pytest.mark.parametrize(("url", "scopes"), [
-    ("/api/skills/", [SKILLS]),                       # view.required_scopes
-    ("/api/wallet/", [WALLET]),                       # with_scopes
-    ("/api/fn/skills/", [SKILLS]),                    # @api_view
-    ("/api/characters/", [SKILLS]),                   # ViewSet, per action
-    ("/api/characters/{id}/", [SKILLS, WALLET]),
-    ("/api/composed/and/", [SKILLS]),                 # composed
-    ("/api/composed/or/", [WALLET]),
-    ("/api/composed/not/", []),                       # "must not hold" asks for nothing
-    ("/api/plain/", []),
-])
+@pytest.mark.parametrize(
+    ("url", "scopes"),
+    [
+        ("/api/skills/", [SKILLS]),  # view.required_scopes
+        ("/api/wallet/", [WALLET]),  # with_scopes
+        ("/api/fn/skills/", [SKILLS]),  # @api_view
+        ("/api/characters/", [SKILLS]),  # ViewSet, per action
+        ("/api/characters/{id}/", [SKILLS, WALLET]),
+        ("/api/composed/and/", [SKILLS]),  # composed
+        ("/api/composed/or/", [WALLET]),
+        ("/api/composed/not/", []),  # "must not hold" asks for nothing
+        ("/api/plain/", []),
+    ],
+)
 def test_each_operation_lists_its_scopes(schema, url, scopes):
     assert _requirement(schema, url) == scopes
     # Either scheme will do (OR); the bearer one carries no scopes in OpenAPI 3.0.
@@ -97,21 +103,25 @@ def test_served_schema_uses_the_extension(client, settings):
 
 def test_protected_operations_document_the_401_and_the_403_with_login_url(schema):
     operations = [op for item in schema["paths"].values() for op in item.values()]
-    protected = [op for op in operations
-                 if any("eveSSO" in r for r in op.get("security", []))]
+    protected = [op for op in operations if any("eveSSO" in r for r in op.get("security", []))]
     assert protected
     for operation in protected:
         scopes = next(r["eveSSO"] for r in operation["security"] if "eveSSO" in r)
         responses = operation["responses"]
         assert responses["401"]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/EsiAuthenticationFailed"}
+            "$ref": "#/components/schemas/EsiAuthenticationFailed"
+        }
         if scopes:
             assert responses["403"]["content"]["application/json"]["schema"] == {
-                "$ref": "#/components/schemas/EsiTokenRequired"}
+                "$ref": "#/components/schemas/EsiTokenRequired"
+            }
         else:  # "must not hold a token" asks for no scope: no esi_token_required 403
             assert "403" not in responses
     body = schema["components"]["schemas"]["EsiTokenRequired"]
     # The very keys of the 403 the permissions answer (tests/drf/test_permissions_session).
-    assert set(body["required"]) == set(body["properties"]) == {
-        "detail", "code", "required_scopes", "login_url"}
+    assert (
+        set(body["required"])
+        == set(body["properties"])
+        == {"detail", "code", "required_scopes", "login_url"}
+    )
     assert "esi_token_required" in body["properties"]["code"]["enum"]

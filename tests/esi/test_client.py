@@ -106,7 +106,16 @@ def test_get_all_joins_pages(token, fake_esi):
     answer = token.esi().get_all("/characters/{character_id}/assets/", character_id=90000001)
     assert answer.pages == 3
     assert [row["item_id"] for row in answer.data] == [
-        1000, 1001, 1002, 2000, 2001, 2002, 3000, 3001, 3002]
+        1000,
+        1001,
+        1002,
+        2000,
+        2001,
+        2002,
+        3000,
+        3001,
+        3002,
+    ]
     assert fake_esi.calls["/characters/{character_id}/assets"] == 3
 
 
@@ -154,17 +163,24 @@ def test_non_json_body_gives_none_data_and_a_log_line(fake_esi, caplog):
 
 def test_route_table_matches_literal_before_placeholder():
     assert match_route("GET", "/latest/characters/1/mail/labels/").template == (
-        "/characters/{character_id}/mail/labels")
+        "/characters/{character_id}/mail/labels"
+    )
     assert match_route("GET", "/characters/1/mail/7/").scope == "esi-mail.read_mail.v1"
     assert match_route("POST", "/characters/1/mail/").scope == "esi-mail.send_mail.v1"
     unknown = match_route("GET", "/v2/dogma/attributes/12/")
     assert (unknown.known, unknown.scope, unknown.template) == (
-        False, None, "/dogma/attributes/{id}")
+        False,
+        None,
+        "/dogma/attributes/{id}",
+    )
 
 
 def test_register_route_adds_a_scope_check(fake_esi, esi_token):
-    fake_esi.add_route(FakeRoute("GET", "/characters/{character_id}/loyalty/offers", "lp",
-                                 "esi-x.read.v1", True, []))
+    fake_esi.add_route(
+        FakeRoute(
+            "GET", "/characters/{character_id}/loyalty/offers", "lp", "esi-x.read.v1", True, []
+        )
+    )
     register_route("GET", "/characters/{character_id}/loyalty/offers", "esi-x.read.v1")
     try:
         token = esi_token(character_id=90000003, scopes=[SKILLS])

@@ -30,8 +30,10 @@ def test_buckets_spread_over_the_masters_and_hold(on_cluster, fake_esi, esi_toke
         token = esi_token(character_id=character_id, scopes=[WALLET])
         session = token.esi()
         for _ in range(8):  # 16 tokens through a 10-token bucket: some waits
-            assert session.get("/characters/{character_id}/wallet/",
-                               character_id=character_id).status == 200
+            assert (
+                session.get("/characters/{character_id}/wallet/", character_id=character_id).status
+                == 200
+            )
         user = f"{settings.ESI_SSO_CLIENT_ID}:{character_id}"
         keys = limiter.bucket_keys("char-wallet", user)
         assert key_slot(keys[0]) == key_slot(keys[1])  # one slot per script

@@ -20,13 +20,18 @@ sessions: dict[str, object] = {}
 @app.task(bind=True, name="tests.esi.wallet", max_retries=0)
 @rate_limit_retry_task
 def wallet(self, character_id):
-    return sessions["s"].get("/characters/{character_id}/wallet/",
-                             character_id=character_id).data
+    return sessions["s"].get("/characters/{character_id}/wallet/", character_id=character_id).data
 
 
 def run_as_worker(task, *args):
-    task.push_request(id="t-1", retries=0, called_directly=False, is_eager=False,
-                      headers=None, delivery_info={"routing_key": "celery"})
+    task.push_request(
+        id="t-1",
+        retries=0,
+        called_directly=False,
+        is_eager=False,
+        headers=None,
+        delivery_info={"routing_key": "celery"},
+    )
     try:
         return task.run(*args)
     finally:
@@ -39,8 +44,9 @@ def test_spent_bucket_defers_without_waiting_or_using_retries(fake_esi, esi_toke
     token = esi_token(character_id=90000001, scopes=[WALLET])
     sessions["s"] = token.esi()
     ran, delays = 0, []
-    signals.esi_delay.connect(lambda **kw: delays.append(kw["action"]), weak=False,
-                              dispatch_uid="t-deferral")
+    signals.esi_delay.connect(
+        lambda **kw: delays.append(kw["action"]), weak=False, dispatch_uid="t-deferral"
+    )
     try:
         with pytest.raises(Retry) as caught:
             for _ in range(10):

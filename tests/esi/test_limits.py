@@ -91,8 +91,7 @@ def test_deferring_raises_at_once(token, fake_esi, settings):
     fake_esi.set_limit("char-wallet", 10, window=2)
     session = token.esi()
     delays = []
-    signals.esi_delay.connect(lambda **kw: delays.append(kw), weak=False,
-                              dispatch_uid="t-defer")
+    signals.esi_delay.connect(lambda **kw: delays.append(kw), weak=False, dispatch_uid="t-defer")
     try:
         with deferring(), pytest.raises(EsiRateLimitedError):
             for _ in range(20):
@@ -140,10 +139,13 @@ def test_short_429_is_waited_out_and_retried(token, fake_esi, settings):
     assert fake_esi.calls["status:429"] == 1
 
 
-@pytest.mark.parametrize("fault, low, high", [
-    ("negative_retry_after", 0.4, 2.5),  # ignored: the shared backoff instead
-    ("huge_retry_after", 3599, 3602),  # capped
-])
+@pytest.mark.parametrize(
+    "fault, low, high",
+    [
+        ("negative_retry_after", 0.4, 2.5),  # ignored: the shared backoff instead
+        ("huge_retry_after", 3599, 3602),  # capped
+    ],
+)
 def test_unbelievable_retry_after(token, fake_esi, no_wait, caplog, fault, low, high):
     session = token.esi()
     wallet(session)
@@ -231,7 +233,11 @@ def test_call_signal_carries_the_numbers(token, fake_esi):
         signals.esi_call.disconnect(dispatch_uid="t-call")
     first = seen[0]
     assert (first["group"], first["character_id"], first["status"], first["cost"]) == (
-        "char-wallet", 90000001, 200, 2)
+        "char-wallet",
+        90000001,
+        200,
+        2,
+    )
     assert first["remaining"] == 148 and first["duration"] > 0 and not first["from_cache"]
     assert seen[2]["from_cache"] and seen[2]["cost"] == 0
 

@@ -36,15 +36,24 @@ def test_calls_limits_delays_and_refreshes_are_counted(fake_esi, esi_token, sett
     with pytest.raises(EsiRateLimitedError):
         session.get("/characters/{character_id}/wallet/", character_id=90000001)
 
-    assert value(registry, "esi_views_esi_calls_total", group="char-wallet", status="200",
-                 from_cache="false") == 1
-    assert value(registry, "esi_views_esi_calls_total", group="none", status="200",
-                 from_cache="true") == 1
+    assert (
+        value(
+            registry,
+            "esi_views_esi_calls_total",
+            group="char-wallet",
+            status="200",
+            from_cache="false",
+        )
+        == 1
+    )
+    assert (
+        value(registry, "esi_views_esi_calls_total", group="none", status="200", from_cache="true")
+        == 1
+    )
     assert value(registry, "esi_views_esi_tokens_total", group="char-wallet") == 2 + 5
-    assert value(registry, "esi_views_esi_limited_total", group="char-wallet",
-                 status="429") == 1
-    assert value(registry, "esi_views_esi_delays_total", reason="rate_limit",
-                 action="raise") >= 1
-    assert value(registry, "esi_views_sso_calls_total", grant_type="refresh_token",
-                 outcome="ok") == 1
+    assert value(registry, "esi_views_esi_limited_total", group="char-wallet", status="429") == 1
+    assert value(registry, "esi_views_esi_delays_total", reason="rate_limit", action="raise") >= 1
+    assert (
+        value(registry, "esi_views_sso_calls_total", grant_type="refresh_token", outcome="ok") == 1
+    )
     assert value(registry, "esi_views_sso_call_seconds_count", grant_type="refresh_token") == 1

@@ -28,8 +28,11 @@ def recording_script() -> LuaScript:
     if _ANSWER not in ratelimit._LUA:
         raise AssertionError("The limiter script changed: update tests/ratelimit/recording.py.")
     source = ratelimit._LUA.replace(_ANSWER, f"{_RECORD}\n{_ANSWER}")
-    return LuaScript(source, name="rate_limited_task (recording admissions)",
-                     error=ratelimit.RateLimiterUnavailableError)
+    return LuaScript(
+        source,
+        name="rate_limited_task (recording admissions)",
+        error=ratelimit.RateLimiterUnavailableError,
+    )
 
 
 def install() -> None:

@@ -68,7 +68,8 @@ def _redis_server_binary():
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"redis://127.0.0.1:{port}"
@@ -90,8 +91,10 @@ def redis_urls():
         yield settings.REDIS_URL, settings.REDIS_URL
         return
     reasons = []
-    for name, factory in (("fakeredis TcpFakeServer", _fakeredis_server),
-                          ("redis-server binary", _redis_server_binary)):
+    for name, factory in (
+        ("fakeredis TcpFakeServer", _fakeredis_server),
+        ("redis-server binary", _redis_server_binary),
+    ):
         try:
             with factory() as base:
                 if not _lua_works(base + "/0"):
@@ -114,8 +117,11 @@ def workers(redis_urls):
     prefix = f"esi-rl-it-{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env.update(
-        ESI_RL_BROKER_URL=broker_url, ESI_RL_REDIS_URL=limiter_url, ESI_RL_PREFIX=prefix,
-        ESI_RL_MAX_COUNTDOWN="4", PYTHONPATH=str(ROOT),
+        ESI_RL_BROKER_URL=broker_url,
+        ESI_RL_REDIS_URL=limiter_url,
+        ESI_RL_PREFIX=prefix,
+        ESI_RL_MAX_COUNTDOWN="4",
+        PYTHONPATH=str(ROOT),
     )
     for name in ("ESI_RL_BROKER_URL", "ESI_RL_REDIS_URL", "ESI_RL_PREFIX"):
         os.environ[name] = env[name]
@@ -123,17 +129,39 @@ def workers(redis_urls):
 
     queue = f"{prefix}-queue"
     celery_app.app.conf.update(
-        broker_url=broker_url, task_default_queue=queue,
+        broker_url=broker_url,
+        task_default_queue=queue,
         broker_transport_options={"global_keyprefix": f"{prefix}:kombu:"},
     )
     records = redis.Redis.from_url(limiter_url)
     log = tempfile.NamedTemporaryFile("w+", prefix="esi-rl-workers-", suffix=".log")  # noqa: SIM115
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.ratelimit.celery_app", "worker",
-             "-P", "threads", "-c", "4", "-Q", queue, "-n", f"w{i}-{prefix}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.ratelimit.celery_app",
+                "worker",
+                "-P",
+                "threads",
+                "-c",
+                "4",
+                "-Q",
+                queue,
+                "-n",
+                f"w{i}-{prefix}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         for i in range(WORKERS)
     ]
@@ -225,9 +253,11 @@ def test_real_workers_keep_the_spacing_fairly(workers):
     interval = parse_rate("2/s").interval_us
     assert min(gaps_us(corp1)) >= interval and min(gaps_us(corp2)) >= interval
     assert {r["character_id"] for r in runs(records, prefix, "corp1")} == {100}
-    print(f"\nthrottling retries: spaced {spaced_retries}; strict "
-          f"{[retries.get(r['id'], 0) for r in strict]}; spaced makespan "
-          f"{(spaced_admitted[-1] - spaced_admitted[0]) / 1e6:.2f} s")
+    print(
+        f"\nthrottling retries: spaced {spaced_retries}; strict "
+        f"{[retries.get(r['id'], 0) for r in strict]}; spaced makespan "
+        f"{(spaced_admitted[-1] - spaced_admitted[0]) / 1e6:.2f} s"
+    )
 
 
 # -- rate_limit_retry_task with real workers ---------------------------------------------------

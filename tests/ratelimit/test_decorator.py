@@ -61,8 +61,13 @@ def tasks(app, calls):
 def run_in_worker(task, *args, retries=0, task_id=None, **kwargs):
     """Run the task body as a worker would (not eager, not called directly)."""
     task.push_request(
-        id=task_id or uuid.uuid4().hex, retries=retries, is_eager=False, called_directly=False,
-        args=args, kwargs=kwargs, delivery_info={},
+        id=task_id or uuid.uuid4().hex,
+        retries=retries,
+        is_eager=False,
+        called_directly=False,
+        args=args,
+        kwargs=kwargs,
+        delivery_info={},
     )
     try:
         return task.run(*args, **kwargs)

@@ -108,12 +108,19 @@ def test_bucket_keys_are_the_same_in_every_process_for_equal_values():
     import subprocess
     import sys
 
-    script = ("from django.conf import settings; settings.configure(); "
-              "from esi_views.ratelimit import bucket_key; "
-              "print(bucket_key('t', {'ids': {3, 'a', 1, 'b', 2}, 'm': {1: 'x', 'b': 2}}))")
+    script = (
+        "from django.conf import settings; settings.configure(); "
+        "from esi_views.ratelimit import bucket_key; "
+        "print(bucket_key('t', {'ids': {3, 'a', 1, 'b', 2}, 'm': {1: 'x', 'b': 2}}))"
+    )
     keys = {
-        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONHASHSEED": str(seed)}, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            check=True,
+        ).stdout
         for seed in range(4)
     }
     assert len(keys) == 1

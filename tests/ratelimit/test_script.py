@@ -96,8 +96,15 @@ def test_one_round_trip_per_check_and_script_reload(redis_client, key_prefix, mo
     # A copy of the script only this test knows (its own SHA): on a shared Redis another
     # process may load the real one again right after the flush, and skip our reload.
     unique = f"{ratelimit._LUA}\n-- {uuid.uuid4().hex}"
-    monkeypatch.setattr(ratelimit, "_SCRIPT", LuaScript(
-        unique, name="rate_limited_task (test copy)", error=ratelimit.RateLimiterUnavailableError))
+    monkeypatch.setattr(
+        ratelimit,
+        "_SCRIPT",
+        LuaScript(
+            unique,
+            name="rate_limited_task (test copy)",
+            error=ratelimit.RateLimiterUnavailableError,
+        ),
+    )
     key = key_prefix + "b"
     acquire(redis_client, key, "warm", TEN)  # the script is loaded by now
     calls = []

@@ -37,11 +37,9 @@ class FactoryTokensInAPlainTestCase(TestCase):
     def test_the_access_token_verifies_like_a_real_one(self):
         from esi_views.access_tokens import verify_access_token
 
-        token = make_token(self.user, character_id=95123456, character_name="Ann",
-                           scopes=SKILLS)
+        token = make_token(self.user, character_id=95123456, character_name="Ann", scopes=SKILLS)
         claims = verify_access_token(token.access_token)
-        self.assertEqual((claims.character_id, claims.character_name),
-                         (95123456, "Ann"))
+        self.assertEqual((claims.character_id, claims.character_name), (95123456, "Ann"))
         self.assertEqual(claims.scopes, {SKILLS})
         self.assertEqual(claims.owner_hash, token.character_owner_hash)
 
@@ -54,8 +52,7 @@ class FactoryTokensInAPlainTestCase(TestCase):
 
     def test_drf_accepts_the_access_token_as_a_bearer(self):
         token = make_token(self.user, character_id=95000999, scopes=[SKILLS])
-        answer = self.client.get("/api/skills/",
-                                 HTTP_AUTHORIZATION=f"Bearer {token.access_token}")
+        answer = self.client.get("/api/skills/", HTTP_AUTHORIZATION=f"Bearer {token.access_token}")
         self.assertEqual(answer.status_code, 200, answer.content)
         self.assertEqual(answer.json()["character"], 95000999)
         # A JWT made for a character nobody here holds is verified, then refused (401).

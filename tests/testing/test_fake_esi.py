@@ -74,11 +74,24 @@ def test_error_limit_then_420(fake_esi_server):
 
 def test_cli_serves_until_terminated():
     process = subprocess.Popen(
-        [sys.executable, "-m", "esi_views.testing.fake_esi", "--port", "0", "--quiet",
-         "--window", "2", "--limit", "10"],
-        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"})
+        [
+            sys.executable,
+            "-m",
+            "esi_views.testing.fake_esi",
+            "--port",
+            "0",
+            "--quiet",
+            "--window",
+            "2",
+            "--limit",
+            "10",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+    )
     try:
         line = process.stdout.readline()
         assert line.startswith("Fake ESI running at http://127.0.0.1:"), line

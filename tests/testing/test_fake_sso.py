@@ -55,8 +55,12 @@ def pkce() -> tuple[str, str]:
 
 def authorize_params(challenge: str, scope: str = "esi-a.v1 esi-b.v1", **overrides) -> dict:
     params = {
-        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": CALLBACK,
-        "scope": scope, "state": "st4te", "code_challenge": challenge,
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": CALLBACK,
+        "scope": scope,
+        "state": "st4te",
+        "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
     params.update(overrides)
@@ -70,8 +74,10 @@ def query_of(response: requests.Response) -> dict[str, str]:
 def get_code(sso: FakeEveSSO, scope: str = "esi-a.v1 esi-b.v1") -> tuple[str, str]:
     verifier, challenge = pkce()
     response = requests.get(
-        f"{sso.base_url}/v2/oauth/authorize", params=authorize_params(challenge, scope),
-        allow_redirects=False, timeout=5,
+        f"{sso.base_url}/v2/oauth/authorize",
+        params=authorize_params(challenge, scope),
+        allow_redirects=False,
+        timeout=5,
     )
     assert response.status_code == 302
     return query_of(response)["code"], verifier
@@ -82,8 +88,12 @@ def token_request(sso: FakeEveSSO, data: dict, auth=(CLIENT_ID, SECRET), **kw):
 
 
 def exchange(sso: FakeEveSSO, code: str, verifier: str, **kw) -> requests.Response:
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-            "redirect_uri": CALLBACK}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": CALLBACK,
+    }
     return token_request(sso, data, **kw)
 
 
@@ -94,8 +104,9 @@ def login(sso: FakeEveSSO, scope: str = "esi-a.v1 esi-b.v1") -> dict:
 
 
 def refresh(sso: FakeEveSSO, refresh_token: str, **extra) -> requests.Response:
-    return token_request(sso, {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                               **extra})
+    return token_request(
+        sso, {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    )
 
 
 def header_of(token: str) -> dict:
@@ -127,8 +138,10 @@ def test_metadata(sso):
 
 def test_settings_point_at_the_server(sso):
     assert sso.settings() == {
-        "ESI_SSO_BASE_URL": sso.base_url, "ESI_SSO_CLIENT_ID": CLIENT_ID,
-        "ESI_SSO_CLIENT_SECRET": SECRET, "ESI_SSO_CALLBACK_URL": CALLBACK,
+        "ESI_SSO_BASE_URL": sso.base_url,
+        "ESI_SSO_CLIENT_ID": CLIENT_ID,
+        "ESI_SSO_CLIENT_SECRET": SECRET,
+        "ESI_SSO_CALLBACK_URL": CALLBACK,
         "ESI_CHARACTER_PORTRAIT_URL": sso.base_url + "/characters/{character_id}/portrait",
     }
     assert sso.base_url.startswith("http://127.0.0.1:") and not sso.base_url.endswith("/")
@@ -155,10 +168,18 @@ def test_unknown_path_is_404_json(sso):
 
 def test_importing_the_package_needs_no_django_settings():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    code = ("import sys, esi_views.testing as t; assert 'esi_views.testing.fake_sso' not in "
-            "sys.modules; t.FakeEveSSO; assert 'django.conf' not in sys.modules; print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys, esi_views.testing as t; assert 'esi_views.testing.fake_sso' not in "
+        "sys.modules; t.FakeEveSSO; assert 'django.conf' not in sys.modules; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.stdout.strip() == "ok", result.stderr
 
 
@@ -179,8 +200,10 @@ def test_importing_the_package_needs_no_django_settings():
 def test_authorize_rejects_bad_requests_without_redirecting(sso, override, message):
     _, challenge = pkce()
     response = requests.get(
-        f"{sso.base_url}/v2/oauth/authorize", params=authorize_params(challenge, **override),
-        allow_redirects=False, timeout=5,
+        f"{sso.base_url}/v2/oauth/authorize",
+        params=authorize_params(challenge, **override),
+        allow_redirects=False,
+        timeout=5,
     )
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -190,8 +213,12 @@ def test_authorize_rejects_bad_requests_without_redirecting(sso, override, messa
 
 def test_authorize_auto_approves_the_selected_character(sso):
     _, challenge = pkce()
-    response = requests.get(f"{sso.base_url}/v2/oauth/authorize",
-                            params=authorize_params(challenge), allow_redirects=False, timeout=5)
+    response = requests.get(
+        f"{sso.base_url}/v2/oauth/authorize",
+        params=authorize_params(challenge),
+        allow_redirects=False,
+        timeout=5,
+    )
     assert response.status_code == 302
     assert response.headers["Location"].startswith(CALLBACK + "?")
     query = query_of(response)
@@ -203,8 +230,12 @@ def test_picker_page_lists_characters_and_is_self_contained(sso):
     sso.add_character(90000002, "Caldari <Pilot>")
     sso.select_character(None)
     _, challenge = pkce()
-    response = requests.get(f"{sso.base_url}/v2/oauth/authorize",
-                            params=authorize_params(challenge), allow_redirects=False, timeout=5)
+    response = requests.get(
+        f"{sso.base_url}/v2/oauth/authorize",
+        params=authorize_params(challenge),
+        allow_redirects=False,
+        timeout=5,
+    )
     page = response.text
     assert response.status_code == 200
     assert "Amarr Pilot" in page and "Caldari &lt;Pilot&gt;" in page
@@ -219,8 +250,9 @@ def test_picker_approve_issues_a_code_for_the_chosen_character(sso):
     sso.select_character(None)
     verifier, challenge = pkce()
     form = {**authorize_params(challenge), "character_id": "90000002"}
-    response = requests.post(f"{sso.base_url}/v2/oauth/authorize/approve", data=form,
-                             allow_redirects=False, timeout=5)
+    response = requests.post(
+        f"{sso.base_url}/v2/oauth/authorize/approve", data=form, allow_redirects=False, timeout=5
+    )
     assert response.status_code == 302
     query = query_of(response)
     assert query["state"] == "st4te"
@@ -232,8 +264,9 @@ def test_picker_cancel_redirects_with_access_denied(sso):
     sso.select_character(None)
     _, challenge = pkce()
     form = {**authorize_params(challenge), "action": "cancel"}
-    response = requests.post(f"{sso.base_url}/v2/oauth/authorize/approve", data=form,
-                             allow_redirects=False, timeout=5)
+    response = requests.post(
+        f"{sso.base_url}/v2/oauth/authorize/approve", data=form, allow_redirects=False, timeout=5
+    )
     assert response.status_code == 302
     assert response.headers["Location"].startswith(CALLBACK + "?")
     query = query_of(response)
@@ -248,8 +281,10 @@ def test_approve_rejects_unknown_characters_and_bad_params(sso):
     url = f"{sso.base_url}/v2/oauth/authorize/approve"
     unknown = {**authorize_params(challenge), "character_id": "123"}
     assert requests.post(url, data=unknown, allow_redirects=False, timeout=5).status_code == 400
-    foreign = {**authorize_params(challenge, redirect_uri="https://evil.example/"),
-               "action": "cancel"}
+    foreign = {
+        **authorize_params(challenge, redirect_uri="https://evil.example/"),
+        "action": "cancel",
+    }
     response = requests.post(url, data=foreign, allow_redirects=False, timeout=5)
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -300,8 +335,12 @@ def test_an_expired_code_is_invalid_grant(sso):
 
 def test_a_different_redirect_uri_is_invalid_grant(sso):
     code, verifier = get_code(sso)
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-            "redirect_uri": "http://testserver/other/"}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": "http://testserver/other/",
+    }
     assert token_request(sso, data).json()["error"] == "invalid_grant"
 
 
@@ -315,8 +354,13 @@ def test_client_auth_is_required(sso, auth):
 
 def test_client_secret_in_the_form_is_not_enough(sso):
     code, verifier = get_code(sso)
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-            "client_id": CLIENT_ID, "client_secret": SECRET}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+    }
     assert token_request(sso, data, auth=None).status_code == 401
 
 
@@ -465,7 +509,8 @@ def test_mint_access_token_overrides_break_one_rule_each(sso):
     mint = sso.mint_access_token
     assert decode(sso, mint(PILOT, audience=["x"])).claims["aud"] == ["x"]
     assert decode(sso, mint(PILOT, issuer="login.eveonline.com")).claims["iss"] == (
-        "login.eveonline.com")
+        "login.eveonline.com"
+    )
     assert decode(sso, mint(PILOT, owner_hash="h")).claims["owner"] == "h"
     assert decode(sso, mint(PILOT, sub="CHARACTER:EVE:abc")).claims["sub"] == "CHARACTER:EVE:abc"
     expired = decode(sso, mint(PILOT, expires_in=-60)).claims
@@ -473,7 +518,8 @@ def test_mint_access_token_overrides_break_one_rule_each(sso):
     unknown_kid = mint(PILOT, kid="no-such-kid")
     assert header_of(unknown_kid)["kid"] == "no-such-kid"
     assert jwt.decode(unknown_kid, sso._keys.rs256, algorithms=["RS256"]).claims["kid"] == (
-        "no-such-kid")
+        "no-such-kid"
+    )
     with pytest.raises(BadSignatureError):
         decode(sso, mint(PILOT, sign_with_foreign_key=True))
     with pytest.raises(ValueError):
@@ -484,8 +530,9 @@ def test_rotate_keys_replaces_the_kids(sso):
     old_token = sso.mint_access_token(PILOT)
     old_kids = {key["kid"] for key in sso.jwks["keys"]}
     sso.rotate_keys()
-    new_kids = {key["kid"] for key in requests.get(f"{sso.base_url}/oauth/jwks",
-                                                   timeout=5).json()["keys"]}
+    new_kids = {
+        key["kid"] for key in requests.get(f"{sso.base_url}/oauth/jwks", timeout=5).json()["keys"]
+    }
     assert new_kids.isdisjoint(old_kids) and len(new_kids) == 2
     with pytest.raises(InvalidKeyIdError):
         decode(sso, old_token)
@@ -583,8 +630,7 @@ def test_jwt_shaping_faults(sso):
     assert next_claims("bare_issuer")["iss"] == urlsplit(sso.base_url).netloc
     sso.inject("bad_signature")
     bad = refresh(sso, first["refresh_token"]).json()["access_token"]
-    assert header_of(bad)["kid"] in {
-        k["kid"] for k in sso.jwks["keys"]}
+    assert header_of(bad)["kid"] in {k["kid"] for k in sso.jwks["keys"]}
     with pytest.raises(BadSignatureError):
         decode(sso, bad)
     # and after those, a normal token again
@@ -597,9 +643,12 @@ def test_timeout_fault_delays_then_answers(sso):
     # Short: the delayed handler runs on, and the server is shared with later tests.
     sso.inject("timeout", seconds=0.6)
     with pytest.raises(requests.Timeout):
-        requests.post(f"{sso.base_url}/v2/oauth/token", timeout=0.2,
-                      auth=(CLIENT_ID, SECRET),
-                      data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+        requests.post(
+            f"{sso.base_url}/v2/oauth/token",
+            timeout=0.2,
+            auth=(CLIENT_ID, SECRET),
+            data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        )
     # The first request used the fault up (a recorded fact: no wall-clock bound needed).
     assert not sso._protocol._faults.get("token")
     assert refresh(sso, first["refresh_token"]).status_code == 200
@@ -614,8 +663,12 @@ def test_faults_on_other_endpoints(sso):
     assert requests.get(url, timeout=5).status_code == 429
     first = login(sso)
     sso.inject("server_error", endpoint="revoke")
-    response = requests.post(f"{sso.base_url}/v2/oauth/revoke", auth=(CLIENT_ID, SECRET),
-                             data={"token": first["refresh_token"]}, timeout=5)
+    response = requests.post(
+        f"{sso.base_url}/v2/oauth/revoke",
+        auth=(CLIENT_ID, SECRET),
+        data={"token": first["refresh_token"]},
+        timeout=5,
+    )
     assert response.status_code == 500
     assert refresh(sso, first["refresh_token"]).status_code == 200  # not revoked
 
@@ -658,8 +711,9 @@ def test_requests_are_served_concurrently(sso):
     sso.calls.clear()
     sso.max_concurrent.clear()
     with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(lambda _: refresh(sso, first["refresh_token"]).status_code,
-                                 range(8)))
+        statuses = list(
+            pool.map(lambda _: refresh(sso, first["refresh_token"]).status_code, range(8))
+        )
     assert statuses == [200] * 8
     assert sso.calls["token:refresh_token"] == 8
     # Overlapping, not one after another: counted by the server, not by a wall clock
@@ -676,8 +730,12 @@ def test_calls_are_counted(sso):
     refresh(sso, first["refresh_token"])
     requests.get(f"{sso.base_url}/oauth/jwks", timeout=5)
     requests.get(f"{sso.base_url}/.well-known/oauth-authorization-server", timeout=5)
-    requests.post(f"{sso.base_url}/v2/oauth/revoke", auth=(CLIENT_ID, SECRET),
-                  data={"token": first["refresh_token"]}, timeout=5)
+    requests.post(
+        f"{sso.base_url}/v2/oauth/revoke",
+        auth=(CLIENT_ID, SECRET),
+        data={"token": first["refresh_token"]},
+        timeout=5,
+    )
     assert sso.calls["authorize"] == 1
     assert sso.calls["token"] == 3
     assert sso.calls["token:authorization_code"] == 1
@@ -712,9 +770,22 @@ def test_reset_clears_state_but_keeps_keys_and_server(sso):
 
 def test_cli_starts_and_answers():
     process = subprocess.Popen(
-        [sys.executable, "-m", "esi_views.testing.fake_sso", "--port", "0", "--quiet",
-         "--character", "91000001:Cli Pilot", "--callback-url", "http://localhost:9/cb/"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "esi_views.testing.fake_sso",
+            "--port",
+            "0",
+            "--quiet",
+            "--character",
+            "91000001:Cli Pilot",
+            "--callback-url",
+            "http://localhost:9/cb/",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
     )
     try:
@@ -726,9 +797,14 @@ def test_cli_starts_and_answers():
         assert portrait.status_code == 200
         _, challenge = pkce()
         picker = requests.get(
-            f"{base_url}/v2/oauth/authorize", timeout=5, allow_redirects=False,
-            params={**authorize_params(challenge), "client_id": "fake-client-id",
-                    "redirect_uri": "http://localhost:9/cb/"},
+            f"{base_url}/v2/oauth/authorize",
+            timeout=5,
+            allow_redirects=False,
+            params={
+                **authorize_params(challenge),
+                "client_id": "fake-client-id",
+                "redirect_uri": "http://localhost:9/cb/",
+            },
         )
         assert picker.status_code == 200 and "Cli Pilot" in picker.text
     finally:

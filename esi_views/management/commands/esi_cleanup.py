@@ -23,32 +23,64 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--subset", type=int, metavar="FRACTION", default=None,
+            "--subset",
+            type=int,
+            metavar="FRACTION",
+            default=None,
             help="Handle only the next 1/FRACTION of the tokens (as cleanup_token_subset).",
         )
         parser.add_argument(
-            "--bucket", type=int, default=None,
+            "--bucket",
+            type=int,
+            default=None,
             help="With --subset: this bucket (0..FRACTION-1) instead of the next one.",
         )
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Count what would be done; change nothing, call no SSO.")
-        parser.add_argument("--batch-size", type=int, default=None,
-                            help="Tokens per batch (default ESI_CLEANUP_BATCH_SIZE).")
-        parser.add_argument("--redirects", action="store_true",
-                            help="Also delete SSO flows older than --redirect-max-age.")
-        parser.add_argument("--redirect-max-age", type=int, metavar="SECONDS", default=300,
-                            help="With --redirects: the age in seconds past which an SSO "
-                                 "flow is deleted (default 300).")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Count what would be done; change nothing, call no SSO.",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=None,
+            help="Tokens per batch (default ESI_CLEANUP_BATCH_SIZE).",
+        )
+        parser.add_argument(
+            "--redirects",
+            action="store_true",
+            help="Also delete SSO flows older than --redirect-max-age.",
+        )
+        parser.add_argument(
+            "--redirect-max-age",
+            type=int,
+            metavar="SECONDS",
+            default=300,
+            help="With --redirects: the age in seconds past which an SSO "
+            "flow is deleted (default 300).",
+        )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
         parser.add_argument(
-            "--allow-transient", action="store_true",
+            "--allow-transient",
+            action="store_true",
             help=f"Exit 0 even when tokens were kept because the EVE SSO failed "
-                 f"transiently (default: exit status {EXIT_TRANSIENT}, so cron and "
-                 f"monitoring notice).",
+            f"transiently (default: exit status {EXIT_TRANSIENT}, so cron and "
+            f"monitoring notice).",
         )
 
-    def handle(self, *args, subset, bucket, dry_run, batch_size, redirects, redirect_max_age,
-               no_progress, allow_transient, **options):
+    def handle(
+        self,
+        *args,
+        subset,
+        bucket,
+        dry_run,
+        batch_size,
+        redirects,
+        redirect_max_age,
+        no_progress,
+        allow_transient,
+        **options,
+    ):
         if subset is not None and subset < 1:
             raise CommandError("--subset must be at least 1.")
         if bucket is not None and subset is None:
@@ -58,8 +90,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Callback redirects deleted: {count}")
         progress = None if no_progress else _ProgressBar(self.stderr)
         try:
-            report = cleanup_tokens(fraction=subset or 1, bucket=bucket, dry_run=dry_run,
-                                    batch_size=batch_size, progress=progress)
+            report = cleanup_tokens(
+                fraction=subset or 1,
+                bucket=bucket,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                progress=progress,
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         if progress:
@@ -74,8 +111,11 @@ class Command(BaseCommand):
 
     def _summary(self, report: CleanupReport) -> None:
         would = report.dry_run
-        scope = "all tokens" if report.fraction <= 1 else (
-            f"subset bucket {report.bucket} of {report.fraction}")
+        scope = (
+            "all tokens"
+            if report.fraction <= 1
+            else (f"subset bucket {report.bucket} of {report.fraction}")
+        )
         self.stdout.write(f"Token cleanup of {scope}{' (dry run)' if would else ''}:")
         rows = [
             ("examined", report.examined),
@@ -134,6 +174,7 @@ class _ProgressBar:
     def _line(done: int, total: int) -> str:
         filled = BAR_WIDTH * done // total
         width = len(str(total))
-        return (f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
-                f"{done:>{width}}/{total} tokens ({100 * done // total}%)")
-
+        return (
+            f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
+            f"{done:>{width}}/{total} tokens ({100 * done // total}%)"
+        )

@@ -18,16 +18,25 @@ from django.utils import timezone
 from esi_views.models import Scope, Token
 
 TABLES = ("esi_token", "esi_scope", "esi_token_scopes")
-TOKEN_COLUMNS = ("id", "user_id", "character_id", "character_name", "character_owner_hash",
-                 "token_type", "access_token", "refresh_token")
+TOKEN_COLUMNS = (
+    "id",
+    "user_id",
+    "character_id",
+    "character_name",
+    "character_owner_hash",
+    "token_type",
+    "access_token",
+    "refresh_token",
+)
 
 
 class Command(BaseCommand):
     help = "Copy django-esi's tokens into esi_views, encrypted, keeping users and scopes."
 
     def add_arguments(self, parser):
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Count what would be copied; change nothing.")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be copied; change nothing."
+        )
 
     def handle(self, *args, dry_run: bool, **options):
         missing = set(TABLES) - set(connection.introspection.table_names())
@@ -41,8 +50,7 @@ class Command(BaseCommand):
             scopes = _scopes_by_token()
             known_scopes = {s.name: s for s in Scope.objects.all()}
             for row in _tokens():
-                counts[_copy(dict(zip(TOKEN_COLUMNS, row, strict=True)), scopes,
-                             known_scopes)] += 1
+                counts[_copy(dict(zip(TOKEN_COLUMNS, row, strict=True)), scopes, known_scopes)] += 1
             if dry_run:
                 transaction.set_rollback(True)
         verb = "Would copy" if dry_run else "Copied"
@@ -62,22 +70,26 @@ def _tokens():
 def _scopes_by_token() -> dict[int, list[tuple[str, str]]]:
     by_token: dict[int, list[tuple[str, str]]] = {}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT ts.token_id, s.name, s.help_text FROM esi_token_scopes ts "
-                       "JOIN esi_scope s ON s.id = ts.scope_id")
+        cursor.execute(
+            "SELECT ts.token_id, s.name, s.help_text FROM esi_token_scopes ts "
+            "JOIN esi_scope s ON s.id = ts.scope_id"
+        )
         for token_id, name, help_text in cursor.fetchall():
             by_token.setdefault(token_id, []).append((name, help_text or ""))
     return by_token
 
 
-def _copy(row: dict, scopes: dict[int, list[tuple[str, str]]],
-          known_scopes: dict[str, Scope]) -> str:
+def _copy(
+    row: dict, scopes: dict[int, list[tuple[str, str]]], known_scopes: dict[str, Scope]
+) -> str:
     if not row["refresh_token"]:
         return "no refresh token (it could never be renewed)"
     if row["user_id"] is None:
         return "no user (a single-use or anonymous-login token)"
     names = sorted({name for name, _ in scopes.get(row["id"], [])})
     already = Token.objects.filter(
-        user_id=row["user_id"], character_id=row["character_id"],
+        user_id=row["user_id"],
+        character_id=row["character_id"],
         character_owner_hash=row["character_owner_hash"],
     ).require_scopes_exact(names)
     if already.exists():

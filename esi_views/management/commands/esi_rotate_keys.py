@@ -19,8 +19,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size: int, **options):
         total = 0
-        for model, fields in ((Token, ["access_token", "refresh_token"]),
-                              (CallbackRedirect, ["code_verifier"])):
+        for model, fields in (
+            (Token, ["access_token", "refresh_token"]),
+            (CallbackRedirect, ["code_verifier"]),
+        ):
             count = self._rotate(model, fields, batch_size)
             total += count
             self.stdout.write(f"{model._meta.verbose_name_plural}: {count} re-encrypted")

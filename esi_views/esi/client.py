@@ -203,6 +203,19 @@ class EsiSession:
         budget[0] -= wait
         time.sleep(wait)
 
+    def _signal_limited(
+        self, route: Route, group: str | None, status: int, retry_after: float
+    ) -> None:
+        """ESI refused the call (429 rate limit or 420 error limit): tell the listeners."""
+        signals.esi_limited.send(
+            EsiSession,
+            route=route.template,
+            group=group,
+            character_id=self.character_id,
+            status=status,
+            retry_after=retry_after,
+        )
+
     def _limiter_down(self, route: Route, group: str | None, exc: Exception) -> Exception:
         if is_deferring():
             # Fail closed: the task comes back later, nothing goes out unchecked.
@@ -330,14 +343,7 @@ class EsiSession:
             answer.from_cache,
         )
         if status == 429:
-            signals.esi_limited.send(
-                EsiSession,
-                route=route.template,
-                group=limits.group,
-                character_id=self.character_id,
-                status=429,
-                retry_after=wait,
-            )
+            self._signal_limited(route, limits.group, 429, wait)
             error = EsiRateLimitedError(retry_after=wait, group=limits.group)
             if last:
                 raise error
@@ -345,14 +351,7 @@ class EsiSession:
             return None
         if status == 420:
             reset = headers.error_limit(response.headers).reset or 60.0
-            signals.esi_limited.send(
-                EsiSession,
-                route=route.template,
-                group=limits.group,
-                character_id=self.character_id,
-                status=420,
-                retry_after=reset,
-            )
+            self._signal_limited(route, limits.group, 420, reset)
             raise EsiErrorLimitedError(reset=reset)
         if status >= 400:
             raise EsiResponseError(answer)
